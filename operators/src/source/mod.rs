@@ -1,0 +1,167 @@
+//! Sources: shard tasks in, documents out.
+//!
+//! A shard is one input file (a JSONL/JSONL.gz/JSONL.zst file, a Parquet file or a Common
+//! Crawl WET file). The driver turns a listing into [`ShardTask`]s; [`read::ReadShards`]
+//! spreads them over the workers, opens each through a [`ShardOpener`] (local path or an
+//! object-store download supplied by the application) and decodes it with the format's
+//! reader. Format readers are plain iterators so they can be tested without a dataflow.
+
+pub mod jsonl;
+pub mod parquet;
+pub mod read;
+pub mod wet;
+
+use crate::doc::{Doc, Reject};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use read::{ReadShards, ShardReport, SourceConfig, SourceOutput};
+
+/// File formats xinstruct reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Parquet,
+    Wet,
+}
+
+/// Stream compression of a JSONL or WET shard (Parquet compresses inside the file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Format {
+    /// Recognizes a shard by its name; `None` for files that are not shards (READMEs, …).
+    pub fn detect(name: &str) -> Option<(Format, Compression)> {
+        let lower = name.to_ascii_lowercase();
+        let (stem, compression) = if let Some(s) = lower.strip_suffix(".gz") {
+            (s, Compression::Gzip)
+        } else if let Some(s) = lower.strip_suffix(".zst") {
+            (s, Compression::Zstd)
+        } else {
+            (lower.as_str(), Compression::None)
+        };
+        if stem.ends_with(".warc.wet") || stem.ends_with(".wet") {
+            Some((Format::Wet, compression))
+        } else if stem.ends_with(".jsonl") || stem.ends_with(".json") || stem.ends_with(".ndjson") {
+            Some((Format::Jsonl, compression))
+        } else if stem.ends_with(".parquet") && compression == Compression::None {
+            Some((Format::Parquet, compression))
+        } else {
+            None
+        }
+    }
+}
+
+/// One shard to read in an epoch.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ShardTask {
+    pub uri: String,
+    pub format: Format,
+    pub compression: Compression,
+    pub size: u64,
+    /// The store's version of the object: S3 ETag or local mtime.
+    pub version: String,
+}
+
+/// A shard made readable as a local file.
+pub struct OpenedShard {
+    pub path: PathBuf,
+    /// xxh3-128 of the raw shard bytes, hex.
+    pub content_hash: String,
+    pub size: u64,
+    /// Keeps a downloaded temporary copy alive while it is read.
+    pub keep_alive: Option<Box<dyn std::any::Any>>,
+}
+
+/// Makes shards readable: the application implements it over local files and object stores.
+pub trait ShardOpener {
+    fn open(&self, task: &ShardTask) -> Result<OpenedShard, String>;
+}
+
+/// What a format reader yields.
+#[derive(Debug)]
+pub enum Record {
+    Doc(Doc),
+    /// A record that cannot become a document (bad JSON, missing text, …).
+    Reject(Reject),
+    /// The rest of the file cannot be read (truncated stream, corrupt footer, …).
+    FileError(Reject),
+}
+
+/// Live progress shared with a progress bar: raw bytes consumed and documents produced.
+#[derive(Default, Debug)]
+pub struct Progress {
+    pub bytes: AtomicU64,
+    pub docs: AtomicU64,
+    pub shards: AtomicU64,
+    /// Set by the driver when it plans work: the total a progress bar counts towards.
+    pub planned_bytes: AtomicU64,
+    pub planned_shards: AtomicU64,
+}
+
+/// Counts raw bytes as a decoder pulls them from the file.
+pub(crate) struct CountingRead<R> {
+    inner: R,
+    progress: Option<Arc<Progress>>,
+}
+
+impl<R> CountingRead<R> {
+    pub(crate) fn new(inner: R, progress: Option<Arc<Progress>>) -> Self {
+        CountingRead { inner, progress }
+    }
+}
+
+impl<R: Read> Read for CountingRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = &self.progress {
+            p.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+/// Reader failures that mean the stream ended early rather than a bad record.
+pub(crate) fn io_reason(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::UnexpectedEof => "truncated_input",
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => "corrupt_stream",
+        _ => "io_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_formats_by_name() {
+        assert_eq!(
+            Format::detect("a/b.jsonl.gz"),
+            Some((Format::Jsonl, Compression::Gzip))
+        );
+        assert_eq!(
+            Format::detect("x.JSONL.zst"),
+            Some((Format::Jsonl, Compression::Zstd))
+        );
+        assert_eq!(
+            Format::detect("CC-MAIN-1.warc.wet.gz"),
+            Some((Format::Wet, Compression::Gzip))
+        );
+        assert_eq!(
+            Format::detect("f.parquet"),
+            Some((Format::Parquet, Compression::None))
+        );
+        assert_eq!(Format::detect("README.md"), None);
+        assert_eq!(Format::detect("x.parquet.gz"), None);
+    }
+}

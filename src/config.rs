@@ -1,0 +1,116 @@
+//! The run configuration: one TOML file, one table per operator. Every table rejects unknown
+//! keys; every key has a documented default (`xinst config --print-default` prints the
+//! commented file, which a test keeps equal to `Config::default()`).
+
+use crate::sink::SinkConfig;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use xinstruct_operators::source::SourceConfig;
+
+/// The default config file, with comments; `xinst config --print-default` prints it.
+pub const DEFAULT_TOML: &str = include_str!("../docs/config.default.toml");
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub run: RunConfig,
+    #[serde(default)]
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub watch: WatchConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Worker threads per process.
+    #[serde(default = "default_workers")]
+    pub workers: NonZeroUsize,
+    /// Shards per epoch; each epoch is committed on its own, so smaller epochs lose less work
+    /// to a crash. 0 = four per worker.
+    #[serde(default)]
+    pub shards_per_epoch: usize,
+    /// Folder for downloads of remote shards and parts of remote outputs (default: the
+    /// system temp dir).
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Remove the output of shards that are no longer in the input.
+    #[serde(default)]
+    pub prune: bool,
+}
+
+fn default_workers() -> NonZeroUsize {
+    NonZeroUsize::new(1).expect("non-zero")
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            workers: default_workers(),
+            shards_per_epoch: 0,
+            spool_dir: None,
+            prune: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Seconds between polls of the input for new shards.
+    #[serde(default = "default_interval")]
+    pub interval_secs: NonZeroU64,
+}
+
+fn default_interval() -> NonZeroU64 {
+    NonZeroU64::new(60).expect("non-zero")
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            interval_secs: default_interval(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
+        toml::from_str(text).with_context(|| format!("{origin}: invalid config"))
+    }
+
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
+                Config::from_toml(&text, &p.display().to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_equal_code_defaults() {
+        let parsed = Config::from_toml(DEFAULT_TOML, "docs/config.default.toml").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = Config::from_toml("[source]\ntext_feild = \"body\"\n", "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("text_feild"), "{err:#}");
+        let err = Config::from_toml("[run]\nworkers = 0\n", "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("workers"), "{err:#}");
+    }
+}

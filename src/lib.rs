@@ -1,0 +1,12 @@
+//! xinstruct: cross-lingual instruction-tuning data from web crawls (X-Instruction), as a
+//! streaming dataflow on timely/differential.
+
+pub mod config;
+pub mod manifest;
+pub mod pipeline;
+pub mod sink;
+pub mod store;
+
+pub use xinstruct_operators as operators;
+pub mod sample;
+pub mod summary;

@@ -1,0 +1,319 @@
+//! `xinst`: the command-line front end.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xinstruct::config::{Config, DEFAULT_TOML};
+use xinstruct::pipeline::{self, Cluster, RunOptions, RunSummary};
+use xinstruct::store::Store;
+use xinstruct_operators::source::Progress;
+
+const EXAMPLES: &str = "\
+Examples:
+  xinst demo                                   # the bundled sample -> ./xinstruct-demo/dataset
+  xinst run --input crawl/ --output out/       # a local folder (recursively) or a glob
+  xinst run --input 's3://crawl/CC-MAIN-2024-10/*.warc.wet.gz' --output s3://datasets/x
+  xinst watch crawl/ --output out/ --interval 300
+  xinst run --input crawl/ --output out/ --workers 2 --processes 2 --process 0 --hostfile hosts.txt
+  xinst config --print-default > xinstruct.toml
+
+Exit codes: 0 success; 1 error (nothing committed for the failing epoch);
+            2 bad command line; 3 finished, but some shards were unreadable in part or whole
+            (see the rejects dataset and the run stats).
+S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION as for the AWS CLI.
+Logs: RUST_LOG=info (or debug, xinstruct=debug, …).";
+
+#[derive(Parser)]
+#[command(name = "xinst", version, about = "Build cross-lingual instruction data (X-Instruction) from web crawls", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process every new or changed shard of the input once, then exit.
+    Run {
+        /// Input: a local folder, glob or file, or s3://bucket/prefix[/glob].
+        #[arg(long)]
+        input: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Keep polling the input; every poll that finds new shards becomes a new epoch.
+    /// Ctrl-C finishes the current epoch, commits it and exits.
+    Watch {
+        /// Input: a local folder, glob or file, or s3://bucket/prefix[/glob].
+        input: String,
+        /// Seconds between polls (overrides [watch] interval_secs).
+        #[arg(long)]
+        interval: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run the pipeline on the bundled sample crawl.
+    Demo {
+        /// Folder for the sample input (DIR/input) and the dataset (DIR/dataset).
+        #[arg(long, default_value = "xinstruct-demo")]
+        output: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        workers: Option<usize>,
+        #[arg(long)]
+        stats_json: Option<PathBuf>,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Configuration helpers.
+    Config {
+        /// Print the default configuration (TOML, with comments).
+        #[arg(long)]
+        print_default: bool,
+        /// Check a config file and print it with defaults filled in.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Output: a local folder or s3://bucket/prefix.
+    #[arg(long)]
+    output: String,
+    /// TOML config (see `xinst config --print-default`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads per process (overrides [run] workers).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// This process's index in a cluster (0-based).
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// Number of processes in the cluster.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// host:port per line, one per process (default localhost:2101+i).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// Shards per epoch (overrides [run] shards_per_epoch).
+    #[arg(long)]
+    shards_per_epoch: Option<usize>,
+    /// Remove the output of shards that disappeared from the input.
+    #[arg(long)]
+    prune: bool,
+    /// Turn operators off for this run (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Also write the end-of-run stats to this local JSON file.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Config {
+            print_default,
+            check,
+        } => {
+            if let Some(path) = check {
+                let cfg = Config::load(Some(&path))?;
+                print!("{}", toml::to_string_pretty(&cfg)?);
+            } else if print_default {
+                print!("{DEFAULT_TOML}");
+            } else {
+                bail!("say --print-default or --check FILE");
+            }
+            Ok(0)
+        }
+        Command::Run { input, common } => run(input, common, false, None),
+        Command::Watch {
+            input,
+            interval,
+            common,
+        } => run(input, common, true, interval),
+        Command::Demo {
+            output,
+            config,
+            workers,
+            stats_json,
+            no_progress,
+        } => {
+            let input_dir = output.join("input");
+            let written = xinstruct::sample::extract(&input_dir)?;
+            eprintln!(
+                "sample crawl: {} ({} shard files written)",
+                input_dir.display(),
+                written
+            );
+            let common = Common {
+                output: output.join("dataset").display().to_string(),
+                config,
+                workers,
+                process: 0,
+                processes: 1,
+                hostfile: None,
+                shards_per_epoch: None,
+                prune: false,
+                skip: Vec::new(),
+                stats_json,
+                no_progress,
+            };
+            let code = run(input_dir.display().to_string(), common, false, None)?;
+            eprintln!(
+                "dataset: {}/dataset (lang=*/part-*.parquet, rejects/, stats/, _xinstruct/manifest.json)",
+                output.display()
+            );
+            Ok(code)
+        }
+    }
+}
+
+/// Operators that `--skip` can turn off. The read and write ends of the pipeline cannot be
+/// skipped; operators added to `pipeline::assemble` register their names here.
+const SKIPPABLE: &[&str] = &[];
+
+fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Result<i32> {
+    let mut config = Config::load(common.config.as_deref())?;
+    if let Some(w) = common.workers {
+        config.run.workers =
+            std::num::NonZeroUsize::new(w).context("--workers must be at least 1")?;
+    }
+    if let Some(n) = common.shards_per_epoch {
+        config.run.shards_per_epoch = n;
+    }
+    if let Some(i) = interval {
+        config.watch.interval_secs =
+            std::num::NonZeroU64::new(i).context("--interval must be at least 1")?;
+    }
+    config.run.prune |= common.prune;
+    for op in &common.skip {
+        if !SKIPPABLE.contains(&op.as_str()) {
+            bail!(
+                "--skip {op}: no such operator in this pipeline (skippable: {})",
+                if SKIPPABLE.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    SKIPPABLE.join(", ")
+                }
+            );
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting without committing the current epoch");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\ninterrupt: finishing the current epoch, then committing (Ctrl-C again to abort)"
+            );
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let progress = Arc::new(Progress::default());
+    let leader = common.process == 0;
+    let bar = (!common.no_progress && leader).then(|| spawn_progress(progress.clone()));
+    let output = common.output.clone();
+    let summary = pipeline::run(RunOptions {
+        input,
+        output: common.output,
+        config,
+        cluster: Cluster {
+            process: common.process,
+            processes: common.processes,
+            hostfile: common.hostfile,
+        },
+        watch,
+        stop,
+        progress,
+    });
+    if let Some((done, handle)) = bar {
+        done.store(true, Ordering::SeqCst);
+        let _ = handle.join();
+    }
+    let summary = summary?;
+    if !leader {
+        return Ok(0);
+    }
+    eprint!("{}", xinstruct::summary::render(&summary));
+    save_stats(&summary, &output, common.stats_json.as_deref())?;
+    Ok(summary.exit_code())
+}
+
+/// Writes the run stats into the dataset (`stats/run-<ms>.json`) and, if asked, a local file.
+fn save_stats(summary: &RunSummary, output: &str, local: Option<&Path>) -> Result<()> {
+    let json = serde_json::to_vec_pretty(summary)?;
+    let out = Store::open(output, true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    out.put(
+        &rt,
+        &format!("stats/run-{}.json", summary.started_at_unix_ms),
+        json.clone(),
+    )?;
+    if let Some(path) = local {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A progress bar over the planned input bytes, with documents/s; hidden when stderr is not
+/// a terminal.
+fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let handle = std::thread::spawn(move || {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let started = Instant::now();
+        while !flag.load(Ordering::SeqCst) {
+            let docs = progress.docs.load(Ordering::Relaxed);
+            bar.set_length(progress.planned_bytes.load(Ordering::Relaxed));
+            bar.set_position(progress.bytes.load(Ordering::Relaxed));
+            bar.set_message(format!(
+                "{}/{} shards, {} docs, {:.0} docs/s",
+                progress.shards.load(Ordering::Relaxed),
+                progress.planned_shards.load(Ordering::Relaxed),
+                docs,
+                docs as f64 / started.elapsed().as_secs_f64().max(1e-3)
+            ));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bar.finish_and_clear();
+    });
+    (done, handle)
+}

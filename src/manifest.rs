@@ -1,0 +1,158 @@
+//! The dataset's state: which shards were processed in which epoch and which files they
+//! produced. It lives at `_xinstruct/manifest.json` in the output and is the only record of
+//! what is committed.
+//!
+//! Commit protocol (leader only): sinks write parts under `_xinstruct/tmp/`; the leader writes
+//! the new manifest with the pending renames and deletes (one atomic put), performs them, and
+//! writes the manifest again without them. A crash at any point leaves either the old manifest
+//! (the epoch is redone; its temporaries are garbage) or the new one with pending operations,
+//! which [`recover`] finishes. Part names are deterministic (hash of shard URI and content), so
+//! redoing an epoch overwrites rather than duplicates.
+
+use crate::store::Store;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use tokio::runtime::Runtime;
+use xinstruct_operators::source::{Compression, Format};
+use xinstruct_operators::Epoch;
+
+pub const MANIFEST: &str = "_xinstruct/manifest.json";
+pub const TMP_DIR: &str = "_xinstruct/tmp";
+/// Top-level folders of committed data files, which garbage collection may clean.
+pub const DATA_DIRS: [&str; 1] = ["rejects"];
+pub const LANG_PREFIX: &str = "lang=";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// The epoch the next batch of shards gets.
+    pub next_epoch: Epoch,
+    /// By shard URI.
+    pub shards: BTreeMap<String, ShardEntry>,
+    pub epochs: Vec<EpochEntry>,
+    /// Renames and deletes of a commit not yet carried out.
+    pub pending: Option<Pending>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    pub uri: String,
+    pub format: Format,
+    pub compression: Compression,
+    pub size: u64,
+    /// S3 ETag or local file version when processed.
+    pub version: String,
+    pub content_hash: String,
+    pub epoch: Epoch,
+    pub docs: u64,
+    pub rejects: u64,
+    pub file_error: Option<String>,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the output root, e.g. `lang=hi/part-….parquet`.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochEntry {
+    pub epoch: Epoch,
+    pub committed_at: String,
+    pub shards_added: u64,
+    pub shards_replaced: u64,
+    pub docs: u64,
+    pub rejects: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// (temporary path, final path)
+    pub renames: Vec<(String, String)>,
+    pub deletes: Vec<String>,
+}
+
+impl Manifest {
+    pub fn new() -> Self {
+        Manifest {
+            format_version: 1,
+            next_epoch: 1,
+            ..Default::default()
+        }
+    }
+
+    pub fn load(out: &Store, rt: &Runtime) -> Result<Manifest> {
+        match out.get_opt(rt, MANIFEST)? {
+            None => Ok(Manifest::new()),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{}: corrupt manifest", out.uri_of(&out.path(MANIFEST)))),
+        }
+    }
+
+    pub fn save(&self, out: &Store, rt: &Runtime) -> Result<()> {
+        out.put(rt, MANIFEST, serde_json::to_vec_pretty(self)?)
+    }
+
+    /// Every data file the manifest commits.
+    pub fn files(&self) -> BTreeSet<String> {
+        self.shards
+            .values()
+            .flat_map(|s| s.files.iter().map(|f| f.path.clone()))
+            .collect()
+    }
+
+    /// Commits `pending` in two steps (see the module doc).
+    pub fn commit(&mut self, out: &Store, rt: &Runtime, pending: Pending) -> Result<()> {
+        self.pending = Some(pending);
+        self.save(out, rt)?;
+        self.finish_pending(out, rt)
+    }
+
+    fn finish_pending(&mut self, out: &Store, rt: &Runtime) -> Result<()> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        for (tmp, dst) in &pending.renames {
+            out.rename(rt, tmp, dst)?;
+        }
+        let kept: BTreeSet<&String> = pending.renames.iter().map(|(_, d)| d).collect();
+        for path in pending.deletes.iter().filter(|p| !kept.contains(p)) {
+            out.delete(rt, path)?;
+        }
+        self.save(out, rt)
+    }
+}
+
+/// Brings an output back to a committed state after a crash: finishes a pending commit, then
+/// removes temporaries and data files that no manifest commits. Returns the manifest and the
+/// number of stray files removed.
+pub fn recover(out: &Store, rt: &Runtime) -> Result<(Manifest, usize)> {
+    let mut manifest = Manifest::load(out, rt)?;
+    if manifest.pending.is_some() {
+        tracing::info!("finishing an interrupted commit");
+        manifest.finish_pending(out, rt)?;
+    }
+    let committed = manifest.files();
+    let mut removed = 0;
+    let mut candidates = out.list_rel(rt, TMP_DIR)?;
+    for dir in DATA_DIRS {
+        candidates.extend(out.list_rel(rt, dir)?);
+    }
+    for rel in out.list_rel(rt, "")? {
+        if rel.starts_with(LANG_PREFIX) && rel.ends_with(".parquet") {
+            candidates.push(rel);
+        }
+    }
+    for rel in candidates {
+        if !committed.contains(&rel) {
+            tracing::debug!(path = %rel, "removing uncommitted file");
+            out.delete(rt, &rel)?;
+            removed += 1;
+        }
+    }
+    Ok((manifest, removed))
+}

@@ -1,0 +1,554 @@
+//! The driver: plans which shards to process, runs them through the dataflow one epoch at a
+//! time on timely workers (threads and, optionally, processes), and commits each epoch.
+//!
+//! Worker 0 of process 0 is the leader: it lists the input, owns the differential input of
+//! shard tasks and the manifest. The other workers close their inputs at once and serve the
+//! operators; shards reach them through the read operator's exchange.
+
+use crate::config::Config;
+use crate::manifest::{self, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
+use crate::sink::{FileWritten, SinkEvent, SinkTarget, WriteDataset};
+use crate::store::{hash_file, Store, StoreOpener};
+use anyhow::{anyhow, bail, Context, Result};
+use differential_dataflow::input::Input;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+use tokio::runtime::Runtime;
+use xinstruct_operators::source::{Progress, ReadShards, ShardReport, ShardTask};
+use xinstruct_operators::stats::{merge_all, OpStats, StatsRegistry};
+use xinstruct_operators::{Doc, Epoch, Reject};
+
+/// How the processes of a run find each other (timely's cluster settings).
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    pub process: usize,
+    pub processes: usize,
+    /// Lines of `host:port`, one per process in order; default `localhost:2101+i`.
+    pub hostfile: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub input: String,
+    pub output: String,
+    pub config: Config,
+    pub cluster: Cluster,
+    /// Keep polling the input for new shards until `stop` is set.
+    pub watch: bool,
+    /// Set by Ctrl-C: finish the current epoch, commit, stop.
+    pub stop: Arc<AtomicBool>,
+    pub progress: Arc<Progress>,
+}
+
+/// What a run did; printed as a table and saved as JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub input: String,
+    pub output: String,
+    pub started_at_unix_ms: u128,
+    pub wall_secs: f64,
+    pub workers: usize,
+    pub shards_listed: u64,
+    pub shards_unchanged: u64,
+    pub shards_new: u64,
+    pub shards_changed: u64,
+    /// Shards read and committed (new or changed content).
+    pub shards_processed: u64,
+    pub shards_pruned: u64,
+    pub epochs: Vec<Epoch>,
+    pub docs_out: u64,
+    pub rejects: u64,
+    pub files_written: u64,
+    pub stray_files_removed: u64,
+    /// `uri: error` of shards that could not be opened (retried next run).
+    pub open_errors: Vec<String>,
+    /// `uri: reason` of shards read only in part.
+    pub file_errors: Vec<String>,
+    /// Rejected records by reason, over all operators.
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub operators: BTreeMap<String, OpStats>,
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    /// The exit code: 0 clean, 3 when any shard had a file-level error or could not be opened.
+    pub fn exit_code(&self) -> i32 {
+        if self.open_errors.is_empty() && self.file_errors.is_empty() {
+            0
+        } else {
+            3
+        }
+    }
+}
+
+/// Messages to the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum LeaderEvent {
+    Report(ShardReport),
+    Sink(SinkEvent),
+}
+
+pub fn run(opts: RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let workers = opts.config.run.workers.get();
+    let communication = if opts.cluster.processes > 1 {
+        let addresses = match &opts.cluster.hostfile {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading hostfile {}", path.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            None => (0..opts.cluster.processes)
+                .map(|i| format!("localhost:{}", 2101 + i))
+                .collect(),
+        };
+        if addresses.len() != opts.cluster.processes {
+            bail!(
+                "hostfile lists {} addresses for {} processes",
+                addresses.len(),
+                opts.cluster.processes
+            );
+        }
+        if opts.cluster.process >= opts.cluster.processes {
+            bail!(
+                "--process {} is out of range for --processes {}",
+                opts.cluster.process,
+                opts.cluster.processes
+            );
+        }
+        timely::CommunicationConfig::Cluster {
+            threads: workers,
+            process: opts.cluster.process,
+            addresses,
+            report: false,
+            zerocopy: false,
+        }
+    } else if workers > 1 {
+        timely::CommunicationConfig::Process(workers)
+    } else {
+        timely::CommunicationConfig::Thread
+    };
+    let config = timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    };
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the I/O runtime")?,
+    );
+    let input = Store::open(&opts.input, false).with_context(|| format!("input {}", opts.input))?;
+    let output =
+        Store::open(&opts.output, true).with_context(|| format!("output {}", opts.output))?;
+    let spool_dir = opts
+        .config
+        .run
+        .spool_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let total_workers = workers * opts.cluster.processes.max(1);
+    let opts = Arc::new(opts);
+    let guards = timely::execute(config, {
+        let opts = opts.clone();
+        move |worker| {
+            let ctx = WorkerCtx {
+                opts: opts.clone(),
+                rt: rt.clone(),
+                input: input.clone(),
+                output: output.clone(),
+                spool_dir: spool_dir.clone(),
+                total_workers,
+            };
+            ctx.run_worker(worker).map_err(|e| format!("{e:#}"))
+        }
+    })
+    .map_err(|e| anyhow!("starting timely workers: {e}"))?;
+    let mut summary = None;
+    for result in guards.join() {
+        match result {
+            Ok(Ok(Some(s))) => summary = Some(s),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => bail!(e),
+            Err(panic) => bail!("a worker failed: {panic}"),
+        }
+    }
+    let mut summary = summary.unwrap_or_default();
+    summary.wall_secs = started.elapsed().as_secs_f64();
+    summary.workers = total_workers;
+    Ok(summary)
+}
+
+struct WorkerCtx {
+    opts: Arc<RunOptions>,
+    rt: Arc<Runtime>,
+    input: Store,
+    output: Store,
+    spool_dir: PathBuf,
+    total_workers: usize,
+}
+
+/// Later operators (normalize, language ID, dedup, …) slot in here: each takes the documents
+/// and adds its rejects, and the driver and sinks stay as they are.
+fn assemble<'s>(
+    docs: VecCollection<'s, Epoch, Doc>,
+    rejects: VecCollection<'s, Epoch, Reject>,
+    _config: &Config,
+    _stats: &StatsRegistry,
+) -> (
+    VecCollection<'s, Epoch, Doc>,
+    VecCollection<'s, Epoch, Reject>,
+) {
+    (docs, rejects)
+}
+
+impl WorkerCtx {
+    fn run_worker(&self, worker: &mut timely::worker::Worker) -> Result<Option<RunSummary>> {
+        let leader = worker.index() == 0;
+        let stats = StatsRegistry::default();
+        let collected: Rc<RefCell<Vec<LeaderEvent>>> = Rc::default();
+        let probe = ProbeHandle::new();
+        let opener = Rc::new(StoreOpener {
+            store: self.input.clone(),
+            rt: self.rt.clone(),
+            spool_dir: self.spool_dir.clone(),
+        });
+        let target = SinkTarget {
+            out: self.output.clone(),
+            rt: self.rt.clone(),
+            spool_dir: self.spool_dir.clone(),
+        };
+        let config = &self.opts.config;
+        let mut shards_in = worker.dataflow::<Epoch, _, _>(|scope| {
+            let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
+            let read = shards.read_shards(
+                &config.source,
+                opener,
+                &stats,
+                Some(self.opts.progress.clone()),
+            );
+            let (docs, rejects) = assemble(read.docs, read.rejects.clone(), config, &stats);
+            let sink = docs.write_dataset(rejects, &config.sink, target, &stats);
+            let sink = sink.map(LeaderEvent::Sink);
+            let reports = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
+            let sink_collected = collected.clone();
+            reports
+                .concat(sink)
+                .exchange(|_| 0)
+                .inspect(move |e| sink_collected.borrow_mut().push(e.clone()))
+                .probe_with(&probe);
+            shards_in
+        });
+        if !leader {
+            drop(shards_in);
+            return Ok(None);
+        }
+        let mut leader = Leader::new(self)?;
+        let mut first = true;
+        loop {
+            if !first {
+                // Wait for the next poll, waking often enough to notice Ctrl-C.
+                let until = Instant::now()
+                    + Duration::from_secs(self.opts.config.watch.interval_secs.get());
+                while Instant::now() < until && !self.opts.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            first = false;
+            if self.opts.stop.load(Ordering::SeqCst) {
+                leader.summary.interrupted = true;
+                break;
+            }
+            let plan = leader.plan(self)?;
+            let per_epoch = match self.opts.config.run.shards_per_epoch {
+                0 => 4 * self.total_workers,
+                n => n,
+            };
+            for batch in plan.chunks(per_epoch) {
+                if self.opts.stop.load(Ordering::SeqCst) {
+                    leader.summary.interrupted = true;
+                    break;
+                }
+                let epoch = leader.manifest.next_epoch;
+                shards_in.advance_to(epoch);
+                for task in batch {
+                    shards_in.insert(task.clone());
+                }
+                shards_in.advance_to(epoch + 1);
+                shards_in.flush();
+                while probe.less_than(&(epoch + 1)) {
+                    worker.step();
+                }
+                let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
+                leader.commit(self, epoch, events)?;
+            }
+            if !self.opts.watch || leader.summary.interrupted {
+                break;
+            }
+        }
+        drop(shards_in);
+        while !probe.done() {
+            worker.step();
+        }
+        let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
+        leader.absorb_stats(&events);
+        Ok(Some(leader.summary))
+    }
+}
+
+struct Leader {
+    manifest: Manifest,
+    summary: RunSummary,
+}
+
+impl Leader {
+    fn new(ctx: &WorkerCtx) -> Result<Leader> {
+        let (manifest, stray) = manifest::recover(&ctx.output, &ctx.rt)?;
+        let summary = RunSummary {
+            input: ctx.opts.input.clone(),
+            output: ctx.opts.output.clone(),
+            started_at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
+            stray_files_removed: stray as u64,
+            ..Default::default()
+        };
+        Ok(Leader { manifest, summary })
+    }
+
+    /// Lists the input and returns the shards to read: new ones and ones whose content changed.
+    /// A local shard whose metadata changed but whose bytes did not is only re-stamped.
+    fn plan(&mut self, ctx: &WorkerCtx) -> Result<Vec<ShardTask>> {
+        let listing = ctx.input.list_shards(&ctx.rt)?;
+        let mut todo = Vec::new();
+        let mut restamped = false;
+        for task in &listing {
+            self.summary.shards_listed += 1;
+            let Some(entry) = self.manifest.shards.get_mut(&task.uri) else {
+                self.summary.shards_new += 1;
+                todo.push(task.clone());
+                continue;
+            };
+            if entry.size == task.size && entry.version == task.version {
+                self.summary.shards_unchanged += 1;
+                continue;
+            }
+            if let Some(root) = &ctx.input.local_root {
+                let rel = task
+                    .uri
+                    .strip_prefix(&ctx.input.display_root)
+                    .unwrap_or(&task.uri);
+                let path = root.join(rel.trim_start_matches('/'));
+                if let Ok((hash, size)) = hash_file(&path) {
+                    if hash == entry.content_hash && size == entry.size {
+                        entry.version = task.version.clone();
+                        restamped = true;
+                        self.summary.shards_unchanged += 1;
+                        continue;
+                    }
+                }
+            }
+            self.summary.shards_changed += 1;
+            todo.push(task.clone());
+        }
+        let mut pending = Pending::default();
+        if ctx.opts.config.run.prune {
+            let listed: std::collections::BTreeSet<&String> =
+                listing.iter().map(|t| &t.uri).collect();
+            let gone: Vec<String> = self
+                .manifest
+                .shards
+                .keys()
+                .filter(|u| !listed.contains(u))
+                .cloned()
+                .collect();
+            for uri in gone {
+                if let Some(entry) = self.manifest.shards.remove(&uri) {
+                    pending
+                        .deletes
+                        .extend(entry.files.into_iter().map(|f| f.path));
+                    self.summary.shards_pruned += 1;
+                }
+            }
+        }
+        if restamped || !pending.deletes.is_empty() {
+            self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
+        }
+        ctx.opts
+            .progress
+            .planned_shards
+            .fetch_add(todo.len() as u64, Ordering::Relaxed);
+        let bytes: u64 = todo.iter().map(|t| t.size).sum();
+        ctx.opts
+            .progress
+            .planned_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        tracing::info!(
+            listed = listing.len(),
+            to_process = todo.len(),
+            "planned {} of {} shards",
+            todo.len(),
+            listing.len()
+        );
+        Ok(todo)
+    }
+
+    fn absorb_stats(&mut self, events: &[LeaderEvent]) {
+        for e in events {
+            if let LeaderEvent::Sink(SinkEvent::Stats(delta)) = e {
+                merge_all(&mut self.summary.operators, delta);
+            }
+        }
+        self.summary.rejects_by_reason.clear();
+        for stats in self.summary.operators.values() {
+            for (reason, n) in &stats.dropped {
+                *self
+                    .summary
+                    .rejects_by_reason
+                    .entry(reason.clone())
+                    .or_default() += n;
+            }
+        }
+    }
+
+    /// Records an epoch's shards and files in the manifest and makes the files visible.
+    fn commit(&mut self, ctx: &WorkerCtx, epoch: Epoch, events: Vec<LeaderEvent>) -> Result<()> {
+        self.absorb_stats(&events);
+        let mut files: BTreeMap<String, Vec<FileWritten>> = BTreeMap::new();
+        let mut reports = Vec::new();
+        for e in events {
+            match e {
+                LeaderEvent::Report(r) => reports.push(r),
+                LeaderEvent::Sink(SinkEvent::File(f)) => {
+                    files.entry(f.shard.clone()).or_default().push(f)
+                }
+                LeaderEvent::Sink(SinkEvent::Stats(_)) => {}
+            }
+        }
+        reports.sort();
+        let mut pending = Pending::default();
+        let mut entry = EpochEntry {
+            epoch,
+            committed_at: now_rfc3339(),
+            shards_added: 0,
+            shards_replaced: 0,
+            docs: 0,
+            rejects: 0,
+        };
+        for report in reports {
+            let uri = report.task.uri.clone();
+            if let Some(err) = &report.open_error {
+                self.summary.open_errors.push(format!("{uri}: {err}"));
+                continue;
+            }
+            if let Some(err) = &report.file_error {
+                self.summary.file_errors.push(format!("{uri}: {err}"));
+            }
+            let mut shard_files = files.remove(&uri).unwrap_or_default();
+            shard_files.sort();
+            pending
+                .renames
+                .extend(shard_files.iter().map(|f| (f.tmp.clone(), f.path.clone())));
+            self.summary.files_written += shard_files.len() as u64;
+            self.summary.shards_processed += 1;
+            self.summary.docs_out += report.docs;
+            self.summary.rejects += report.rejects;
+            entry.shards_added += 1;
+            entry.docs += report.docs;
+            entry.rejects += report.rejects;
+            let shard = ShardEntry {
+                uri: uri.clone(),
+                format: report.task.format,
+                compression: report.task.compression,
+                size: report.task.size,
+                version: report.task.version.clone(),
+                content_hash: report.content_hash.clone(),
+                epoch,
+                docs: report.docs,
+                rejects: report.rejects,
+                file_error: report.file_error.clone(),
+                files: shard_files
+                    .iter()
+                    .map(|f| FileEntry {
+                        path: f.path.clone(),
+                        rows: f.rows,
+                        bytes: f.bytes,
+                    })
+                    .collect(),
+            };
+            if let Some(old) = self.manifest.shards.insert(uri, shard) {
+                entry.shards_replaced += 1;
+                pending
+                    .deletes
+                    .extend(old.files.into_iter().map(|f| f.path));
+            }
+        }
+        for (shard, orphans) in files {
+            // Parts without a shard report cannot happen in a correct dataflow; do not commit them.
+            tracing::error!(%shard, parts = orphans.len(), "parts without a shard report; discarded");
+            pending.deletes.extend(orphans.into_iter().map(|f| f.tmp));
+        }
+        self.manifest.epochs.push(entry);
+        self.manifest.next_epoch = epoch + 1;
+        self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
+        self.summary.epochs.push(epoch);
+        tracing::info!(epoch, "epoch committed");
+        Ok(())
+    }
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil time from the Unix epoch (UTC), without pulling a date crate into the binary.
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_783), (2026, 11, 26));
+    }
+}

@@ -1,0 +1,486 @@
+//! The dataset sink: documents as Parquet under `lang=xx/`, rejects under `rejects/`.
+//!
+//! Documents and rejects are exchanged by shard, so one worker writes all parts of a shard.
+//! Per epoch the operator holds one open Parquet writer per (shard, language) plus a buffer of
+//! up to `batch_rows` records each; row groups are flushed by the writer at `row_group_rows`.
+//! When the frontier passes an epoch its parts are closed, moved to `_xinstruct/tmp/` in the
+//! output (uploaded for remote outputs) and announced to the leader, who commits them.
+
+use crate::manifest::{LANG_PREFIX, TMP_DIR};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+use tokio::runtime::Runtime;
+use xinstruct_operators::stats::{OpStats, StatsRegistry};
+use xinstruct_operators::{Doc, Epoch, Reject};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// `[sink]` in the config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Rows per Parquet row group.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: NonZeroUsize,
+    /// zstd level of the Parquet pages (1–22).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Records buffered per part before they are encoded as one Arrow batch.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: NonZeroUsize,
+}
+
+fn default_row_group_rows() -> NonZeroUsize {
+    NonZeroUsize::new(20_000).expect("non-zero")
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_batch_rows() -> NonZeroUsize {
+    NonZeroUsize::new(2048).expect("non-zero")
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            row_group_rows: default_row_group_rows(),
+            zstd_level: default_zstd_level(),
+            batch_rows: default_batch_rows(),
+        }
+    }
+}
+
+/// What a sink tells the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SinkEvent {
+    File(FileWritten),
+    /// Operator stats counted on a worker since its last report.
+    Stats(BTreeMap<String, OpStats>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileWritten {
+    pub shard: String,
+    /// Relative path of the temporary object.
+    pub tmp: String,
+    /// Relative path once committed.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The partition folder for a language label: only `[A-Za-z0-9_-]`, else `und`.
+pub fn lang_partition(lang: Option<&str>) -> String {
+    match lang {
+        Some(l)
+            if !l.is_empty()
+                && l.len() <= 32
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            l.to_string()
+        }
+        _ => "und".to_string(),
+    }
+}
+
+pub fn docs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("url", DataType::Utf8, true),
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("epoch", DataType::UInt64, false),
+        Field::new("meta", DataType::Utf8, true),
+    ]))
+}
+
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("epoch", DataType::UInt64, false),
+        Field::new("operator", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("doc_id", DataType::Utf8, true),
+    ]))
+}
+
+/// Where a sink puts its parts.
+#[derive(Clone)]
+pub struct SinkTarget {
+    pub out: Store,
+    pub rt: Arc<Runtime>,
+    /// Local folder for parts of a remote output before upload.
+    pub spool_dir: PathBuf,
+}
+
+enum Rows {
+    Docs(Vec<Doc>),
+    Rejects(Vec<Reject>),
+}
+
+/// One Parquet part being written.
+struct Part {
+    writer: ArrowWriter<std::fs::File>,
+    local: PathBuf,
+    tmp: String,
+    path: String,
+    shard: String,
+    rows: u64,
+    buffer: Rows,
+    epoch: Epoch,
+}
+
+impl Part {
+    fn create(
+        target: &SinkTarget,
+        cfg: &SinkConfig,
+        epoch: Epoch,
+        shard: &str,
+        dest: &str,
+        docs: bool,
+    ) -> Result<Part> {
+        let name = format!("part-{epoch:06}-{:016x}.parquet", xxh3_64(shard.as_bytes()));
+        let path = format!("{dest}/{name}");
+        let tmp = format!("{TMP_DIR}/e{epoch}/{}-{name}", dest.replace('/', "_"));
+        let local = match &target.out.local_root {
+            Some(root) => root.join(&tmp),
+            None => target.spool_dir.join(format!(
+                "xinst-{}-{}",
+                std::process::id(),
+                tmp.replace('/', "_")
+            )),
+        };
+        if let Some(dir) = local.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = std::fs::File::create(&local)
+            .with_context(|| format!("creating {}", local.display()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level)?))
+            .set_max_row_group_row_count(Some(cfg.row_group_rows.get()))
+            .set_created_by(format!("xinstruct {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let schema = if docs {
+            docs_schema()
+        } else {
+            rejects_schema()
+        };
+        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
+        let buffer = if docs {
+            Rows::Docs(Vec::new())
+        } else {
+            Rows::Rejects(Vec::new())
+        };
+        Ok(Part {
+            writer,
+            local,
+            tmp,
+            path,
+            shard: shard.to_string(),
+            rows: 0,
+            buffer,
+            epoch,
+        })
+    }
+
+    fn buffered(&self) -> usize {
+        match &self.buffer {
+            Rows::Docs(v) => v.len(),
+            Rows::Rejects(v) => v.len(),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let epoch = self.epoch;
+        let batch = match &mut self.buffer {
+            Rows::Docs(docs) if !docs.is_empty() => docs_batch(std::mem::take(docs), epoch)?,
+            Rows::Rejects(rejects) if !rejects.is_empty() => {
+                rejects_batch(std::mem::take(rejects), epoch)?
+            }
+            _ => return Ok(()),
+        };
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    fn finish(mut self, target: &SinkTarget) -> Result<FileWritten> {
+        self.flush()?;
+        self.writer.close()?;
+        let bytes = std::fs::metadata(&self.local)?.len();
+        if target.out.local_root.is_none() {
+            target.out.upload(&target.rt, &self.local, &self.tmp)?;
+            std::fs::remove_file(&self.local).ok();
+        }
+        Ok(FileWritten {
+            shard: self.shard,
+            tmp: self.tmp,
+            path: self.path,
+            rows: self.rows,
+            bytes,
+        })
+    }
+}
+
+fn docs_batch(docs: Vec<Doc>, epoch: Epoch) -> Result<RecordBatch> {
+    let bytes: usize = docs.iter().map(|d| d.text.len()).sum();
+    let mut id = StringBuilder::with_capacity(docs.len(), docs.len() * 32);
+    let mut text = StringBuilder::with_capacity(docs.len(), bytes);
+    let mut url = StringBuilder::new();
+    let mut shard = StringBuilder::new();
+    let mut offset = UInt64Builder::with_capacity(docs.len());
+    let mut epochs = UInt64Builder::with_capacity(docs.len());
+    let mut meta = StringBuilder::new();
+    for d in &docs {
+        id.append_value(&d.id);
+        text.append_value(&d.text);
+        url.append_option(d.url.as_deref());
+        shard.append_value(&d.source.shard);
+        offset.append_value(d.source.offset);
+        epochs.append_value(epoch);
+        if d.meta.is_empty() {
+            meta.append_null();
+        } else {
+            meta.append_value(serde_json::to_string(&d.meta)?);
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(text.finish()),
+        Arc::new(url.finish()),
+        Arc::new(shard.finish()),
+        Arc::new(offset.finish()),
+        Arc::new(epochs.finish()),
+        Arc::new(meta.finish()),
+    ];
+    Ok(RecordBatch::try_new(docs_schema(), columns)?)
+}
+
+fn rejects_batch(rejects: Vec<Reject>, epoch: Epoch) -> Result<RecordBatch> {
+    let mut shard = StringBuilder::new();
+    let mut offset = UInt64Builder::new();
+    let mut epochs = UInt64Builder::new();
+    let mut operator = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut detail = StringBuilder::new();
+    let mut doc_id = StringBuilder::new();
+    for r in &rejects {
+        shard.append_value(&r.origin.shard);
+        offset.append_value(r.origin.offset);
+        epochs.append_value(epoch);
+        operator.append_value(&r.operator);
+        reason.append_value(&r.reason);
+        detail.append_value(&r.detail);
+        doc_id.append_option(r.doc_id.as_deref());
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(shard.finish()),
+        Arc::new(offset.finish()),
+        Arc::new(epochs.finish()),
+        Arc::new(operator.finish()),
+        Arc::new(reason.finish()),
+        Arc::new(detail.finish()),
+        Arc::new(doc_id.finish()),
+    ];
+    Ok(RecordBatch::try_new(rejects_schema(), columns)?)
+}
+
+/// Writes documents and rejects as the Parquet dataset.
+pub trait WriteDataset<'s> {
+    fn write_dataset(
+        self,
+        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        cfg: &SinkConfig,
+        target: SinkTarget,
+        stats: &StatsRegistry,
+    ) -> Stream<'s, Epoch, Vec<SinkEvent>>;
+
+    fn write_dataset_named(
+        self,
+        name: &str,
+        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        cfg: &SinkConfig,
+        target: SinkTarget,
+        stats: &StatsRegistry,
+    ) -> Stream<'s, Epoch, Vec<SinkEvent>>;
+}
+
+/// Parts of one epoch on this worker, keyed by (shard, destination folder).
+struct EpochParts {
+    cap: Capability<Epoch>,
+    parts: BTreeMap<(String, String), Part>,
+}
+
+impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Doc> {
+    fn write_dataset(
+        self,
+        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        cfg: &SinkConfig,
+        target: SinkTarget,
+        stats: &StatsRegistry,
+    ) -> Stream<'s, Epoch, Vec<SinkEvent>> {
+        self.write_dataset_named("write", rejects, cfg, target, stats)
+    }
+
+    fn write_dataset_named(
+        self,
+        name: &str,
+        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        cfg: &SinkConfig,
+        target: SinkTarget,
+        stats: &StatsRegistry,
+    ) -> Stream<'s, Epoch, Vec<SinkEvent>> {
+        let cfg = cfg.clone();
+        let stats = stats.clone();
+        let op = name.to_string();
+        let by_doc_shard =
+            Exchange::new(|(d, _, _): &(Doc, Epoch, isize)| xxh3_64(d.source.shard.as_bytes()));
+        let by_reject_shard =
+            Exchange::new(|(r, _, _): &(Reject, Epoch, isize)| xxh3_64(r.origin.shard.as_bytes()));
+        self.inner.binary_frontier::<_, CapacityContainerBuilder<Vec<SinkEvent>>, _, _, _, _>(
+            rejects.inner,
+            by_doc_shard,
+            by_reject_shard,
+            name,
+            move |init_cap, _info| {
+                let mut epochs: BTreeMap<Epoch, EpochParts> = BTreeMap::new();
+                // Held at the input frontier so leftover stats can be reported at the end.
+                let mut stats_cap = Some(init_cap);
+                let mut failure: Option<String> = None;
+                move |(docs_in, docs_frontier), (rejects_in, rejects_frontier), output| {
+                    let started = Instant::now();
+                    let mut written = 0u64;
+                    let add = |epochs: &mut BTreeMap<Epoch, EpochParts>,
+                                   cap: &timely::dataflow::operators::InputCapability<Epoch>,
+                                   time: Epoch,
+                                   shard: &str,
+                                   dest: String,
+                                   row: RowRef,
+                                   failure: &mut Option<String>| {
+                        let slot = epochs
+                            .entry(time)
+                            .or_insert_with(|| EpochParts { cap: cap.delayed(&time, 0), parts: BTreeMap::new() });
+                        let key = (shard.to_string(), dest);
+                        if !slot.parts.contains_key(&key) {
+                            match Part::create(&target, &cfg, time, shard, &key.1, matches!(row, RowRef::Doc(_))) {
+                                Ok(p) => {
+                                    slot.parts.insert(key.clone(), p);
+                                }
+                                Err(e) => {
+                                    failure.get_or_insert(format!("{e:#}"));
+                                    return;
+                                }
+                            }
+                        }
+                        let Some(part) = slot.parts.get_mut(&key) else { return };
+                        match (row, &mut part.buffer) {
+                            (RowRef::Doc(d), Rows::Docs(v)) => v.push(d),
+                            (RowRef::Reject(r), Rows::Rejects(v)) => v.push(r),
+                            _ => unreachable!("a part holds one kind of row"),
+                        }
+                        if part.buffered() >= cfg.batch_rows.get() {
+                            if let Err(e) = part.flush() {
+                                failure.get_or_insert(format!("{e:#}"));
+                            }
+                        }
+                    };
+                    docs_in.for_each(|cap, data| {
+                        for (doc, time, diff) in data.drain(..) {
+                            let dest = format!("{LANG_PREFIX}{}", lang_partition(doc.lang.as_deref()));
+                            let shard = doc.source.shard.clone();
+                            for _ in 0..diff.max(0) {
+                                written += 1;
+                                add(&mut epochs, &cap, time, &shard, dest.clone(), RowRef::Doc(doc.clone()), &mut failure);
+                            }
+                            if diff < 0 {
+                                tracing::warn!(doc = %doc.id, "sink cannot retract a written row; shard-level retraction replaces whole parts");
+                            }
+                        }
+                    });
+                    rejects_in.for_each(|cap, data| {
+                        for (reject, time, diff) in data.drain(..) {
+                            let shard = reject.origin.shard.clone();
+                            if diff > 0 {
+                                add(&mut epochs, &cap, time, &shard, "rejects".into(), RowRef::Reject(reject), &mut failure);
+                            }
+                        }
+                    });
+                    if let Some(f) = &failure {
+                        // A sink that cannot write must not let the epoch commit.
+                        panic!("dataset sink failed: {f}");
+                    }
+                    let done: Vec<Epoch> = epochs
+                        .keys()
+                        .copied()
+                        .filter(|t| !docs_frontier.less_equal(t) && !rejects_frontier.less_equal(t))
+                        .collect();
+                    for t in done {
+                        let Some(slot) = epochs.remove(&t) else { continue };
+                        let mut session = output.session(&slot.cap);
+                        let mut files = 0;
+                        for (_, part) in slot.parts {
+                            match part.finish(&target) {
+                                Ok(f) => {
+                                    files += 1;
+                                    session.give(SinkEvent::File(f));
+                                }
+                                Err(e) => panic!("dataset sink failed: {e:#}"),
+                            }
+                        }
+                        stats.with(&op, |s| s.count("files", files));
+                        session.give(SinkEvent::Stats(stats.take()));
+                    }
+                    stats.with(&op, |s| {
+                        s.docs_in += written;
+                        s.docs_out += written;
+                        s.add_time(started.elapsed());
+                    });
+                    let frontier_min = docs_frontier
+                        .frontier()
+                        .iter()
+                        .chain(rejects_frontier.frontier().iter())
+                        .min()
+                        .copied();
+                    match frontier_min {
+                        Some(t) => {
+                            if let Some(cap) = stats_cap.as_mut() {
+                                if cap.time() < &t {
+                                    cap.downgrade(&t);
+                                }
+                            }
+                        }
+                        None => {
+                            if let Some(cap) = stats_cap.take() {
+                                output.session(&cap).give(SinkEvent::Stats(stats.take()));
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
+
+enum RowRef {
+    Doc(Doc),
+    Reject(Reject),
+}

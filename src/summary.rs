@@ -1,0 +1,81 @@
+//! The end-of-run report: a table of shards, documents per operator, rejects by reason, time.
+
+use crate::pipeline::RunSummary;
+use std::fmt::Write;
+
+pub fn render(s: &RunSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nxinstruct run: {} -> {}", s.input, s.output);
+    let _ = writeln!(
+        out,
+        "shards: {} listed, {} unchanged, {} new, {} changed, {} processed{}",
+        s.shards_listed,
+        s.shards_unchanged,
+        s.shards_new,
+        s.shards_changed,
+        s.shards_processed,
+        if s.shards_pruned > 0 {
+            format!(", {} pruned", s.shards_pruned)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "epochs: {}   documents out: {}   rejects: {}   files: {}   workers: {}   wall: {:.2}s",
+        if s.epochs.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{}..={}", s.epochs[0], s.epochs[s.epochs.len() - 1])
+        },
+        s.docs_out,
+        s.rejects,
+        s.files_written,
+        s.workers,
+        s.wall_secs
+    );
+    if !s.operators.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "operator", "docs in", "docs out", "dropped", "secs", "docs/s"
+        );
+        for (name, st) in &s.operators {
+            let secs = st.nanos as f64 / 1e9;
+            let rate = if secs > 0.0 {
+                st.docs_in as f64 / secs
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "{:<12} {:>10} {:>10} {:>10} {:>10.2} {:>10.0}",
+                name,
+                st.docs_in,
+                st.docs_out,
+                st.dropped_total(),
+                secs,
+                rate
+            );
+        }
+    }
+    if !s.rejects_by_reason.is_empty() {
+        let _ = writeln!(out, "\n{:<24} {:>10}", "reject reason", "records");
+        for (reason, n) in &s.rejects_by_reason {
+            let _ = writeln!(out, "{reason:<24} {n:>10}");
+        }
+    }
+    for e in &s.file_errors {
+        let _ = writeln!(out, "file error: {e}");
+    }
+    for e in &s.open_errors {
+        let _ = writeln!(out, "unreadable (retried next run): {e}");
+    }
+    if s.interrupted {
+        let _ = writeln!(
+            out,
+            "interrupted: committed epochs are kept; rerun to continue"
+        );
+    }
+    out
+}
