@@ -1,1 +1,9 @@
+//! Integration tests: one binary, a module per area.
 
+mod cli;
+mod cluster;
+mod common;
+mod crash;
+mod incremental;
+mod s3;
+mod sources;

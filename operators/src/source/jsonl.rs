@@ -337,3 +337,41 @@ mod tests {
         assert_eq!(recs.len(), 2);
     }
 }
+
+#[cfg(test)]
+mod zstd_tests {
+    use super::*;
+    use crate::source::Format;
+
+    #[test]
+    fn truncated_zstd_keeps_the_records_before_the_cut() {
+        let mut lines = String::new();
+        // Hash digits keep the stream from compressing into a single zstd block.
+        for i in 0..10_000u64 {
+            let noise = xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
+            lines.push_str(&format!("{{\"text\":\"document {i} {noise:032x}\"}}\n"));
+        }
+        let full = zstd::encode_all(lines.as_bytes(), 3).unwrap();
+        let dir = std::env::temp_dir().join(format!("xinst-zstd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.jsonl.zst");
+        std::fs::write(&path, &full[..full.len() * 3 / 4]).unwrap();
+        let task = ShardTask {
+            uri: "t.jsonl.zst".into(),
+            format: Format::Jsonl,
+            compression: Compression::Zstd,
+            size: 0,
+            version: String::new(),
+        };
+        let recs: Vec<Record> = records(&path, &task, &SourceConfig::default(), None)
+            .unwrap()
+            .collect();
+        let docs = recs.iter().filter(|r| matches!(r, Record::Doc(_))).count();
+        assert!(
+            docs > 1000 && docs < 10_000,
+            "docs = {docs}, compressed {} bytes",
+            full.len()
+        );
+        assert!(matches!(recs.last(), Some(Record::FileError(r)) if r.reason == "truncated_input"));
+    }
+}

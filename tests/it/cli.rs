@@ -1,0 +1,136 @@
+//! The command line: help, config and argument errors.
+
+use crate::common::*;
+
+#[test]
+fn help_shows_examples_and_exit_codes() {
+    let out = xinst().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "xinst demo",
+        "xinst watch",
+        "--hostfile",
+        "Exit codes",
+        "AWS_ENDPOINT_URL",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
+    }
+}
+
+#[test]
+fn default_config_round_trips_and_bad_config_names_the_key() {
+    let out = xinst()
+        .args(["config", "--print-default"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tmp = tempdir();
+    let cfg = tmp.path().join("x.toml");
+    std::fs::write(&cfg, &out.stdout).unwrap();
+    let checked = xinst()
+        .args(["config", "--check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    std::fs::write(&cfg, "[source]\ntext_feild = \"body\"\n").unwrap();
+    let out = xinst()
+        .args(["run", "--input", sample_dir().to_str().unwrap(), "--output"])
+        .arg(tmp.path().join("o"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("text_feild") && err.contains("x.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_text_field_is_used() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(
+        input.join("a.jsonl"),
+        "{\"body\":\"from body\",\"text\":\"not this\"}\n",
+    )
+    .unwrap();
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[source]\ntext_field = \"body\"\n").unwrap();
+    let out = tmp.path().join("out");
+    run_xinst(
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--config", cfg.to_str().unwrap()],
+        0,
+    );
+    let rows = read_rows(&out);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].text, "from body");
+}
+
+#[test]
+fn unknown_skip_and_missing_input_are_clear_errors() {
+    let tmp = tempdir();
+    let out = xinst()
+        .args(["run", "--input", sample_dir().to_str().unwrap(), "--output"])
+        .arg(tmp.path().join("o"))
+        .args(["--skip", "dedupe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--skip dedupe"));
+    let out = xinst()
+        .args(["run", "--input", "/nonexistent/crawl", "--output"])
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/crawl"));
+}
+
+#[test]
+fn demo_writes_the_dataset_and_a_second_run_processes_nothing() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("demo");
+    let run = || {
+        xinst()
+            .args(["demo", "--no-progress", "--output"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let files = files_under(&dir.join("dataset"));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("lang=vie_Latn/part-") && f.ends_with(".parquet")),
+        "{files:?}"
+    );
+    assert!(files.iter().any(|f| f.starts_with("rejects/part-")));
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with("stats/run-") && f.ends_with(".json")));
+    let second = run();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("5 unchanged") && err.contains("0 processed"),
+        "{err}"
+    );
+}

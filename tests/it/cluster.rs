@@ -1,0 +1,69 @@
+//! The same run as one process, as two workers, and as two timely processes on loopback.
+
+use crate::common::*;
+
+#[test]
+fn two_processes_on_loopback_equal_one_process() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    copy_sample(&input);
+    for s in 0..6 {
+        write_jsonl_shard(&input.join(format!("extra-{s}.jsonl")), 100 + s, 300, 60);
+    }
+    let i = input.to_str().unwrap();
+    let single = tmp.path().join("single");
+    run_xinst(i, single.to_str().unwrap(), &[], 0);
+    let expected = read_rows(&single);
+    assert_eq!(expected.len(), 285 + 6 * 300);
+
+    let threads = tmp.path().join("threads");
+    run_xinst(i, threads.to_str().unwrap(), &["--workers", "2"], 0);
+    assert!(read_rows(&threads) == expected, "2 workers differ from 1");
+
+    let hostfile = tmp.path().join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let cluster = tmp.path().join("cluster");
+    let spawn = |p: usize| {
+        xinst()
+            .args([
+                "run",
+                "--no-progress",
+                "--input",
+                i,
+                "--output",
+                cluster.to_str().unwrap(),
+            ])
+            .args([
+                "--processes",
+                "2",
+                "--process",
+                &p.to_string(),
+                "--hostfile",
+                hostfile.to_str().unwrap(),
+            ])
+            .output()
+    };
+    let (p0, p1) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn(0));
+        let b = s.spawn(|| spawn(1));
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(
+        p0.status.success(),
+        "process 0: {}",
+        String::from_utf8_lossy(&p0.stderr)
+    );
+    assert!(
+        p1.status.success(),
+        "process 1: {}",
+        String::from_utf8_lossy(&p1.stderr)
+    );
+    assert!(read_rows(&cluster) == expected, "2 processes differ from 1");
+    assert_eq!(read_rejects(&cluster), read_rejects(&single));
+    let stderr = String::from_utf8_lossy(&p0.stderr);
+    assert!(stderr.contains("workers: 2"), "{stderr}");
+}

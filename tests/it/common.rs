@@ -1,0 +1,269 @@
+//! Shared test utilities: running the binary, writing corpora, reading the dataset back.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::UInt64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn xinst() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xinst"));
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("xinst-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+pub fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample")
+}
+
+/// Runs `xinst run` and returns the output; panics with stderr on an unexpected exit code.
+pub fn run_xinst(
+    input: &str,
+    output: &str,
+    extra: &[&str],
+    expect_code: i32,
+) -> (Output, serde_json::Value) {
+    let stats = tempfile::NamedTempFile::new().expect("stats file");
+    let out = xinst()
+        .args([
+            "run",
+            "--no-progress",
+            "--input",
+            input,
+            "--output",
+            output,
+            "--stats-json",
+        ])
+        .arg(stats.path())
+        .args(extra)
+        .output()
+        .expect("run xinst");
+    assert_eq!(
+        out.status.code(),
+        Some(expect_code),
+        "xinst run {input} -> {output} {extra:?}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = std::fs::read(stats.path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    (out, json)
+}
+
+pub fn copy_sample(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(sample_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A deterministic pseudo-random document of roughly `words` words.
+pub fn synthetic_text(seed: u64, words: usize) -> String {
+    const VOCAB: [&str; 24] = [
+        "haki",
+        "kila",
+        "mtu",
+        "ana",
+        "uhuru",
+        "usawa",
+        "sheria",
+        "taifa",
+        "elimu",
+        "kazi",
+        "familia",
+        "amani",
+        "ihmisoikeus",
+        "vapaus",
+        "tasa-arvo",
+        "laki",
+        "kansakunta",
+        "koulutus",
+        "hak",
+        "asasi",
+        "manusia",
+        "kebebasan",
+        "pendidikan",
+        "keluarga",
+    ];
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut out = String::new();
+    for i in 0..words {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51afd7ed558ccd);
+        x ^= x >> 29;
+        if i > 0 {
+            out.push(if i % 17 == 0 { '\n' } else { ' ' });
+        }
+        out.push_str(VOCAB[(x % VOCAB.len() as u64) as usize]);
+    }
+    out.push('.');
+    out
+}
+
+/// Writes a JSONL shard of `n` synthetic documents (CulturaX fields).
+pub fn write_jsonl_shard(path: &Path, seed: u64, n: usize, words: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        let text = synthetic_text(seed * 1_000_003 + i as u64, words);
+        let rec = serde_json::json!({"text": text, "url": format!("https://ex.org/{seed}/{i}"), "timestamp": "2024-01-01"});
+        writeln!(f, "{rec}").unwrap();
+    }
+}
+
+/// One dataset row as the tests compare them (the epoch is left out: it depends on batching).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Row {
+    pub lang: String,
+    pub id: String,
+    pub text: String,
+    pub url: Option<String>,
+    pub shard: String,
+    pub offset: u64,
+    pub meta: Option<String>,
+}
+
+fn parquet_files(dir: &Path, acc: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            parquet_files(&p, acc);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            acc.push(p);
+        }
+    }
+}
+
+/// All committed document rows under `lang=*/`, sorted (a multiset).
+pub fn read_rows(dataset: &Path) -> Vec<Row> {
+    let mut files = Vec::new();
+    parquet_files(dataset, &mut files);
+    let mut rows = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(dataset)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let Some(lang) = rel.strip_prefix("lang=").and_then(|r| r.split('/').next()) else {
+            continue;
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let s = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone()
+            };
+            let (id, text, url, shard, meta) =
+                (s("id"), s("text"), s("url"), s("shard"), s("meta"));
+            let offset = batch
+                .column_by_name("offset")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .clone();
+            for i in 0..batch.num_rows() {
+                rows.push(Row {
+                    lang: lang.to_string(),
+                    id: id.value(i).to_string(),
+                    text: text.value(i).to_string(),
+                    url: url.is_valid(i).then(|| url.value(i).to_string()),
+                    shard: shard.value(i).to_string(),
+                    offset: offset.value(i),
+                    meta: meta.is_valid(i).then(|| meta.value(i).to_string()),
+                });
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Committed rejects as (shard file name, offset, reason), sorted.
+pub fn read_rejects(dataset: &Path) -> Vec<(String, u64, String)> {
+    let mut files = Vec::new();
+    parquet_files(&dataset.join("rejects"), &mut files);
+    let mut out = Vec::new();
+    for file in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let shard = batch
+                .column_by_name("shard")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            let reason = batch
+                .column_by_name("reason")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            let offset = batch
+                .column_by_name("offset")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .clone();
+            for i in 0..batch.num_rows() {
+                let name = shard.value(i).rsplit('/').next().unwrap().to_string();
+                out.push((name, offset.value(i), reason.value(i).to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn manifest(dataset: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(dataset.join("_xinstruct/manifest.json")).expect("manifest");
+    serde_json::from_slice(&bytes).expect("manifest json")
+}
+
+/// Relative paths of all files under `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, acc: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, acc);
+            } else {
+                acc.push(p.strip_prefix(root).unwrap().to_string_lossy().to_string());
+            }
+        }
+    }
+    let mut acc = Vec::new();
+    walk(dir, dir, &mut acc);
+    acc.sort();
+    acc
+}
+
+/// A TCP port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,205 @@
+//! Input and output on S3, against a real S3-compatible server on loopback (s3s-fs, which
+//! checks SigV4 signatures). `.ci/run` installs it; set XINST_S3S_FS to use another binary.
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "xinstruct-test";
+const SECRET: &str = "xinstruct-test-secret";
+
+struct S3Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3s_fs_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("XINST_S3S_FS") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/s3s/bin/s3s-fs");
+    if local.exists() {
+        return local;
+    }
+    panic!("s3s-fs not found: run .ci/run (it installs s3s-fs 0.14.1 into .tools/) or set XINST_S3S_FS");
+}
+
+/// Starts s3s-fs serving `root` (each folder a bucket) and waits until it accepts connections.
+fn start_server(root: &Path) -> S3Server {
+    let port = free_port();
+    let child = Command::new(s3s_fs_binary())
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            KEY,
+            "--secret-key",
+            SECRET,
+        ])
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start s3s-fs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s3s-fs did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    S3Server { child, port }
+}
+
+fn s3_run(server: &S3Server, secret: &str, args: &[&str]) -> std::process::Output {
+    let stats = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = xinst();
+    cmd.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", server.port),
+    )
+    .env("AWS_ACCESS_KEY_ID", KEY)
+    .env("AWS_SECRET_ACCESS_KEY", secret)
+    .env("AWS_REGION", "us-east-1")
+    .args(["run", "--no-progress", "--stats-json"])
+    .arg(stats.path())
+    .args(args);
+    let out = cmd.output().unwrap();
+    let mut out = out;
+    if let Ok(s) = std::fs::read(stats.path()) {
+        out.stdout = s;
+    }
+    out
+}
+
+fn stats_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Rows without the fields that name the shard's location (URI and URI-derived ids).
+fn portable(rows: Vec<Row>) -> Vec<(String, String, Option<String>, String, u64)> {
+    let mut v: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.lang,
+                r.text,
+                r.url,
+                r.shard.rsplit('/').next().unwrap().to_string(),
+                r.offset,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn s3_input_and_output_on_a_real_server() {
+    let tmp = tempdir();
+    let root = tmp.path().join("s3");
+    copy_sample(&root.join("crawl/CC-sample"));
+    std::fs::create_dir_all(root.join("datasets")).unwrap();
+    let server = start_server(&root);
+
+    let first = stats_of(&s3_run(
+        &server,
+        SECRET,
+        &[
+            "--input",
+            "s3://crawl/CC-sample",
+            "--output",
+            "s3://datasets/x",
+        ],
+    ));
+    assert_eq!(first["shards_processed"], 5);
+    assert_eq!(first["docs_out"], 285);
+
+    // The objects the server holds are the dataset: compare with a local run of the same shards.
+    let local = tmp.path().join("local");
+    run_xinst(
+        sample_dir().to_str().unwrap(),
+        local.to_str().unwrap(),
+        &[],
+        0,
+    );
+    let on_server = root.join("datasets/x");
+    assert!(on_server.join("_xinstruct/manifest.json").exists());
+    assert_eq!(portable(read_rows(&on_server)), portable(read_rows(&local)));
+    let m = manifest(&on_server);
+    assert!(m["shards"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|k| k.starts_with("s3://crawl/CC-sample/")));
+    assert!(files_under(&on_server)
+        .iter()
+        .all(|f| !f.starts_with("_xinstruct/tmp/")));
+
+    // Rerun: nothing to do. A new shard (uploaded through the server's folder) alone is read.
+    let again = stats_of(&s3_run(
+        &server,
+        SECRET,
+        &[
+            "--input",
+            "s3://crawl/CC-sample",
+            "--output",
+            "s3://datasets/x",
+        ],
+    ));
+    assert_eq!(again["shards_processed"], 0);
+    write_jsonl_shard(&root.join("crawl/CC-sample/more.jsonl"), 3, 10, 30);
+    let more = stats_of(&s3_run(
+        &server,
+        SECRET,
+        &[
+            "--input",
+            "s3://crawl/CC-sample/*.jsonl",
+            "--output",
+            "s3://datasets/x",
+        ],
+    ));
+    assert_eq!(more["shards_processed"], 1);
+    assert_eq!(read_rows(&on_server).len(), 295);
+
+    // Local input, S3 output, and the reverse, agree too.
+    let mixed = stats_of(&s3_run(
+        &server,
+        SECRET,
+        &[
+            "--input",
+            sample_dir().to_str().unwrap(),
+            "--output",
+            "s3://datasets/from-local",
+        ],
+    ));
+    assert_eq!(mixed["docs_out"], 285);
+
+    // A wrong secret is refused by the server's signature check, with a clear error.
+    let denied = s3_run(
+        &server,
+        "wrong-secret",
+        &[
+            "--input",
+            "s3://crawl/CC-sample",
+            "--output",
+            "s3://datasets/y",
+        ],
+    );
+    assert_eq!(denied.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("s3://"), "{err}");
+}
