@@ -154,6 +154,14 @@ def main():
         members.append(gzip.compress(warc_record("conversion", body, f"https://{code}.example.com/{i}", code), mtime=0))
     with open(os.path.join(OUT, "CC-MAIN-20240601-00000.warc.wet.gz"), "wb") as f:
         f.write(b"".join(members))
+    # Labelled paragraphs for language-ID accuracy tests: every UDHR paragraph of the
+    # target languages and the two off-language ones, as "iso639-3<TAB>paragraph".
+    fixtures = os.path.join(os.path.dirname(OUT), "..", "tests", "fixtures")
+    os.makedirs(fixtures, exist_ok=True)
+    with open(os.path.join(fixtures, "udhr_paragraphs.tsv"), "w", encoding="utf-8") as f:
+        for code in TARGET + OFF_LANGUAGE:
+            for p in paragraphs(pkg, code):
+                f.write(code.split("_")[0] + "\t" + " ".join(p.split()) + "\n")
     total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT))
     print(f"wrote {len(os.listdir(OUT))} shards, {total} bytes, to {OUT}")
 

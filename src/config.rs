@@ -7,6 +7,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use xinstruct_operators::lang_id::LangIdConfig;
+use xinstruct_operators::normalize::NormalizeConfig;
+use xinstruct_operators::quality::QualityConfig;
 use xinstruct_operators::source::SourceConfig;
 
 /// The default config file, with comments; `xinst config --print-default` prints it.
@@ -20,9 +23,55 @@ pub struct Config {
     #[serde(default)]
     pub source: SourceConfig,
     #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub normalize: NormalizeConfig,
+    #[serde(default)]
+    pub lang_id: LangIdConfig,
+    #[serde(default)]
+    pub quality: QualityConfig,
+    #[serde(default)]
     pub sink: SinkConfig,
     #[serde(default)]
     pub watch: WatchConfig,
+}
+
+/// The operators between the read and write ends, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorName {
+    Normalize,
+    #[value(name = "lang_id")]
+    LangId,
+    Quality,
+}
+
+impl OperatorName {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OperatorName::Normalize => "normalize",
+            OperatorName::LangId => "lang_id",
+            OperatorName::Quality => "quality",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The operator chain (`--skip` turns some off for a run).
+    #[serde(default = "default_operators")]
+    pub operators: Vec<OperatorName>,
+}
+
+fn default_operators() -> Vec<OperatorName> {
+    vec![OperatorName::Normalize, OperatorName::LangId, OperatorName::Quality]
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { operators: default_operators() }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,12 +99,7 @@ fn default_workers() -> NonZeroUsize {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig {
-            workers: default_workers(),
-            shards_per_epoch: 0,
-            spool_dir: None,
-            prune: false,
-        }
+        RunConfig { workers: default_workers(), shards_per_epoch: 0, spool_dir: None, prune: false }
     }
 }
 
@@ -73,9 +117,7 @@ fn default_interval() -> NonZeroU64 {
 
 impl Default for WatchConfig {
     fn default() -> Self {
-        WatchConfig {
-            interval_secs: default_interval(),
-        }
+        WatchConfig { interval_secs: default_interval() }
     }
 }
 
@@ -88,8 +130,8 @@ impl Config {
         match path {
             None => Ok(Config::default()),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading config {}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
                 Config::from_toml(&text, &p.display().to_string())
             }
         }

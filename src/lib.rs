@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod manifest;
+pub mod models;
 pub mod pipeline;
 pub mod sink;
 pub mod store;

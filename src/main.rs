@@ -3,13 +3,16 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use xinstruct::config::{Config, DEFAULT_TOML};
+use xinstruct::config::{Config, OperatorName, DEFAULT_TOML};
 use xinstruct::pipeline::{self, Cluster, RunOptions, RunSummary};
 use xinstruct::store::Store;
+use xinstruct_operators::lang_id::{Backend, LangIdentifier};
+use xinstruct_operators::normalize::Normalizer;
 use xinstruct_operators::source::Progress;
 
 const EXAMPLES: &str = "\
@@ -69,6 +72,20 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Label languages: one text per line on stdin, `lang<TAB>confidence` per line on stdout,
+    /// with the pipeline's normalization, model and [lang_id] config. `--verdict` adds a third
+    /// column: `ok` or the reason the pipeline would reject the line.
+    Langid {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        verdict: bool,
+    },
+    /// Model files: list them, fetch them into the cache (default: all), verify checksums.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Configuration helpers.
     Config {
         /// Print the default configuration (TOML, with comments).
@@ -78,6 +95,16 @@ enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Models, their cache paths, and whether they are present.
+    List,
+    /// Download and verify models (all when no name is given).
+    Fetch { names: Vec<String> },
+    /// Check cached models against their checksums.
+    Verify,
 }
 
 #[derive(Args)]
@@ -106,9 +133,9 @@ struct Common {
     /// Remove the output of shards that disappeared from the input.
     #[arg(long)]
     prune: bool,
-    /// Turn operators off for this run (comma-separated names).
+    /// Turn operators off for this run (comma-separated).
     #[arg(long, value_delimiter = ',')]
-    skip: Vec<String>,
+    skip: Vec<OperatorName>,
     /// Also write the end-of-run stats to this local JSON file.
     #[arg(long)]
     stats_json: Option<PathBuf>,
@@ -137,10 +164,7 @@ fn main() {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Config {
-            print_default,
-            check,
-        } => {
+        Command::Config { print_default, check } => {
             if let Some(path) = check {
                 let cfg = Config::load(Some(&path))?;
                 print!("{}", toml::to_string_pretty(&cfg)?);
@@ -152,25 +176,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Run { input, common } => run(input, common, false, None),
-        Command::Watch {
-            input,
-            interval,
-            common,
-        } => run(input, common, true, interval),
-        Command::Demo {
-            output,
-            config,
-            workers,
-            stats_json,
-            no_progress,
-        } => {
+        Command::Langid { config, verdict } => langid(config.as_deref(), verdict),
+        Command::Models { action } => models(action),
+        Command::Watch { input, interval, common } => run(input, common, true, interval),
+        Command::Demo { output, config, workers, stats_json, no_progress } => {
             let input_dir = output.join("input");
             let written = xinstruct::sample::extract(&input_dir)?;
-            eprintln!(
-                "sample crawl: {} ({} shard files written)",
-                input_dir.display(),
-                written
-            );
+            eprintln!("sample crawl: {} ({} shard files written)", input_dir.display(), written);
             let common = Common {
                 output: output.join("dataset").display().to_string(),
                 config,
@@ -194,36 +206,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Operators that `--skip` can turn off. The read and write ends of the pipeline cannot be
-/// skipped; operators added to `pipeline::assemble` register their names here.
-const SKIPPABLE: &[&str] = &[];
-
 fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Result<i32> {
     let mut config = Config::load(common.config.as_deref())?;
     if let Some(w) = common.workers {
-        config.run.workers =
-            std::num::NonZeroUsize::new(w).context("--workers must be at least 1")?;
+        config.run.workers = std::num::NonZeroUsize::new(w).context("--workers must be at least 1")?;
     }
     if let Some(n) = common.shards_per_epoch {
         config.run.shards_per_epoch = n;
     }
     if let Some(i) = interval {
-        config.watch.interval_secs =
-            std::num::NonZeroU64::new(i).context("--interval must be at least 1")?;
+        config.watch.interval_secs = std::num::NonZeroU64::new(i).context("--interval must be at least 1")?;
     }
     config.run.prune |= common.prune;
     for op in &common.skip {
-        if !SKIPPABLE.contains(&op.as_str()) {
-            bail!(
-                "--skip {op}: no such operator in this pipeline (skippable: {})",
-                if SKIPPABLE.is_empty() {
-                    "none yet".to_string()
-                } else {
-                    SKIPPABLE.join(", ")
-                }
-            );
+        if !config.pipeline.operators.contains(op) {
+            bail!("--skip {}: not in this pipeline ([pipeline] operators)", op.as_str());
         }
     }
+    config.pipeline.operators.retain(|op| !common.skip.contains(op));
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -232,9 +232,7 @@ fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Res
                 eprintln!("\nsecond interrupt: exiting without committing the current epoch");
                 std::process::exit(130);
             }
-            eprintln!(
-                "\ninterrupt: finishing the current epoch, then committing (Ctrl-C again to abort)"
-            );
+            eprintln!("\ninterrupt: finishing the current epoch, then committing (Ctrl-C again to abort)");
         })
         .context("installing the Ctrl-C handler")?;
     }
@@ -246,11 +244,7 @@ fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Res
         input,
         output: common.output,
         config,
-        cluster: Cluster {
-            process: common.process,
-            processes: common.processes,
-            hostfile: common.hostfile,
-        },
+        cluster: Cluster { process: common.process, processes: common.processes, hostfile: common.hostfile },
         watch,
         stop,
         progress,
@@ -268,18 +262,78 @@ fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Res
     Ok(summary.exit_code())
 }
 
+fn models(action: ModelsAction) -> Result<i32> {
+    use xinstruct::models;
+    match action {
+        ModelsAction::List => {
+            for (name, present, path, description) in models::list() {
+                println!(
+                    "{name:<10} {:<8} {}  {description}",
+                    if present { "cached" } else { "missing" },
+                    path.display()
+                );
+            }
+        }
+        ModelsAction::Fetch { names } => {
+            let names: Vec<String> = if names.is_empty() {
+                models::MODELS.iter().map(|m| m.name.to_string()).collect()
+            } else {
+                names
+            };
+            for name in names {
+                let path = models::fetch(models::spec(&name)?)?;
+                println!("{name}: {}", path.display());
+            }
+        }
+        ModelsAction::Verify => {
+            for spec in models::MODELS {
+                models::verify(spec)?;
+                println!("{}: ok", spec.name);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn langid(config: Option<&Path>, verdict: bool) -> Result<i32> {
+    let config = Config::load(config)?;
+    let mut cfg = config.lang_id.clone();
+    if cfg.backend == Backend::Fasttext && cfg.model.is_none() {
+        cfg.model = Some(xinstruct::models::ensure("lid176")?);
+    }
+    let identifier = LangIdentifier::new(&cfg).map_err(anyhow::Error::msg)?;
+    let normalizer = Normalizer::new(&config.normalize);
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines() {
+        let line = line.context("reading stdin")?;
+        let text = normalizer.normalize(&line).unwrap_or_default();
+        let (label, conf) = match identifier.identify(&text) {
+            Some(id) => (id.lang.to_string(), id.conf),
+            None => ("und".to_string(), 0.0),
+        };
+        use std::io::Write;
+        if verdict {
+            let v = match normalizer.normalize(&line) {
+                Err((reason, _)) => reason.to_string(),
+                Ok(t) => {
+                    identifier.check(&t).map(|_| "ok".to_string()).unwrap_or_else(|r| r.reason.to_string())
+                }
+            };
+            writeln!(out, "{label}\t{conf:.4}\t{v}")?;
+        } else {
+            writeln!(out, "{label}\t{conf:.4}")?;
+        }
+    }
+    Ok(0)
+}
+
 /// Writes the run stats into the dataset (`stats/run-<ms>.json`) and, if asked, a local file.
 fn save_stats(summary: &RunSummary, output: &str, local: Option<&Path>) -> Result<()> {
     let json = serde_json::to_vec_pretty(summary)?;
     let out = Store::open(output, true)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    out.put(
-        &rt,
-        &format!("stats/run-{}.json", summary.started_at_unix_ms),
-        json.clone(),
-    )?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    out.put(&rt, &format!("stats/run-{}.json", summary.started_at_unix_ms), json.clone())?;
     if let Some(path) = local {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
     }

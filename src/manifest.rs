@@ -65,8 +65,10 @@ pub struct EpochEntry {
     pub committed_at: String,
     pub shards_added: u64,
     pub shards_replaced: u64,
-    pub docs: u64,
-    pub rejects: u64,
+    /// Documents the readers decoded from this epoch's shards.
+    pub docs_read: u64,
+    /// Records the readers rejected (every operator's rejects are in the rejects dataset).
+    pub read_rejects: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -78,11 +80,7 @@ pub struct Pending {
 
 impl Manifest {
     pub fn new() -> Self {
-        Manifest {
-            format_version: 1,
-            next_epoch: 1,
-            ..Default::default()
-        }
+        Manifest { format_version: 1, next_epoch: 1, ..Default::default() }
     }
 
     pub fn load(out: &Store, rt: &Runtime) -> Result<Manifest> {
@@ -99,10 +97,7 @@ impl Manifest {
 
     /// Every data file the manifest commits.
     pub fn files(&self) -> BTreeSet<String> {
-        self.shards
-            .values()
-            .flat_map(|s| s.files.iter().map(|f| f.path.clone()))
-            .collect()
+        self.shards.values().flat_map(|s| s.files.iter().map(|f| f.path.clone())).collect()
     }
 
     /// Commits `pending` in two steps (see the module doc).

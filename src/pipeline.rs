@@ -5,7 +5,7 @@
 //! shard tasks and the manifest. The other workers close their inputs at once and serve the
 //! operators; shards reach them through the read operator's exchange.
 
-use crate::config::Config;
+use crate::config::{Config, OperatorName};
 use crate::manifest::{self, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
 use crate::sink::{FileWritten, SinkEvent, SinkTarget, WriteDataset};
 use crate::store::{hash_file, Store, StoreOpener};
@@ -24,6 +24,9 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
+use xinstruct_operators::lang_id::{Backend, LangId, LangIdentifier};
+use xinstruct_operators::normalize::Normalize;
+use xinstruct_operators::quality::Quality;
 use xinstruct_operators::source::{Progress, ReadShards, ShardReport, ShardTask};
 use xinstruct_operators::stats::{merge_all, OpStats, StatsRegistry};
 use xinstruct_operators::{Doc, Epoch, Reject};
@@ -66,7 +69,11 @@ pub struct RunSummary {
     pub shards_processed: u64,
     pub shards_pruned: u64,
     pub epochs: Vec<Epoch>,
+    /// Documents the readers decoded.
+    pub docs_read: u64,
+    /// Documents written to the dataset.
     pub docs_out: u64,
+    /// Records rejected by any operator.
     pub rejects: u64,
     pub files_written: u64,
     pub stray_files_removed: u64,
@@ -77,6 +84,8 @@ pub struct RunSummary {
     /// Rejected records by reason, over all operators.
     pub rejects_by_reason: BTreeMap<String, u64>,
     pub operators: BTreeMap<String, OpStats>,
+    /// The operator chain between read and write, in order.
+    pub chain: Vec<String>,
     pub interrupted: bool,
 }
 
@@ -110,16 +119,10 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
                 .filter(|l| !l.is_empty())
                 .map(String::from)
                 .collect::<Vec<_>>(),
-            None => (0..opts.cluster.processes)
-                .map(|i| format!("localhost:{}", 2101 + i))
-                .collect(),
+            None => (0..opts.cluster.processes).map(|i| format!("localhost:{}", 2101 + i)).collect(),
         };
         if addresses.len() != opts.cluster.processes {
-            bail!(
-                "hostfile lists {} addresses for {} processes",
-                addresses.len(),
-                opts.cluster.processes
-            );
+            bail!("hostfile lists {} addresses for {} processes", addresses.len(), opts.cluster.processes);
         }
         if opts.cluster.process >= opts.cluster.processes {
             bail!(
@@ -140,10 +143,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     } else {
         timely::CommunicationConfig::Thread
     };
-    let config = timely::Config {
-        communication,
-        worker: timely::WorkerConfig::default(),
-    };
+    let config = timely::Config { communication, worker: timely::WorkerConfig::default() };
     let rt = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -152,15 +152,10 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
             .context("starting the I/O runtime")?,
     );
     let input = Store::open(&opts.input, false).with_context(|| format!("input {}", opts.input))?;
-    let output =
-        Store::open(&opts.output, true).with_context(|| format!("output {}", opts.output))?;
-    let spool_dir = opts
-        .config
-        .run
-        .spool_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
+    let output = Store::open(&opts.output, true).with_context(|| format!("output {}", opts.output))?;
+    let spool_dir = opts.config.run.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let total_workers = workers * opts.cluster.processes.max(1);
+    let lang_id = load_lang_id(&opts.config)?;
     let opts = Arc::new(opts);
     let guards = timely::execute(config, {
         let opts = opts.clone();
@@ -172,6 +167,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
                 output: output.clone(),
                 spool_dir: spool_dir.clone(),
                 total_workers,
+                lang_id: lang_id.clone(),
             };
             ctx.run_worker(worker).map_err(|e| format!("{e:#}"))
         }
@@ -199,19 +195,43 @@ struct WorkerCtx {
     output: Store,
     spool_dir: PathBuf,
     total_workers: usize,
+    /// Shared, read-only, by the workers of this process.
+    lang_id: Option<Arc<LangIdentifier>>,
 }
 
-/// Later operators (normalize, language ID, dedup, …) slot in here: each takes the documents
-/// and adds its rejects, and the driver and sinks stay as they are.
+/// Loads the language-ID model once per process, fetching lid.176 into the model cache when
+/// the config names no model file.
+fn load_lang_id(config: &Config) -> Result<Option<Arc<LangIdentifier>>> {
+    if !config.pipeline.operators.contains(&OperatorName::LangId) {
+        return Ok(None);
+    }
+    let mut cfg = config.lang_id.clone();
+    if cfg.backend == Backend::Fasttext && cfg.model.is_none() {
+        cfg.model = Some(crate::models::ensure("lid176")?);
+    }
+    let identifier = LangIdentifier::new(&cfg).map_err(|e| anyhow!(e))?;
+    Ok(Some(Arc::new(identifier)))
+}
+
+/// The operator chain between the read and write ends, as the config orders it. Each operator
+/// takes the documents and adds its rejects; the driver and sinks stay as they are.
 fn assemble<'s>(
-    docs: VecCollection<'s, Epoch, Doc>,
-    rejects: VecCollection<'s, Epoch, Reject>,
-    _config: &Config,
-    _stats: &StatsRegistry,
-) -> (
-    VecCollection<'s, Epoch, Doc>,
-    VecCollection<'s, Epoch, Reject>,
-) {
+    mut docs: VecCollection<'s, Epoch, Doc>,
+    mut rejects: VecCollection<'s, Epoch, Reject>,
+    config: &Config,
+    lang_id: Option<&Arc<LangIdentifier>>,
+    stats: &StatsRegistry,
+) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>) {
+    for op in &config.pipeline.operators {
+        let (kept, rejected) = match (op, lang_id) {
+            (OperatorName::Normalize, _) => docs.normalize(&config.normalize, stats),
+            (OperatorName::LangId, Some(identifier)) => docs.lang_id(identifier, stats),
+            (OperatorName::LangId, None) => continue,
+            (OperatorName::Quality, _) => docs.quality(&config.quality, stats),
+        };
+        docs = kept;
+        rejects = rejects.concat(rejected);
+    }
     (docs, rejects)
 }
 
@@ -226,21 +246,13 @@ impl WorkerCtx {
             rt: self.rt.clone(),
             spool_dir: self.spool_dir.clone(),
         });
-        let target = SinkTarget {
-            out: self.output.clone(),
-            rt: self.rt.clone(),
-            spool_dir: self.spool_dir.clone(),
-        };
+        let target =
+            SinkTarget { out: self.output.clone(), rt: self.rt.clone(), spool_dir: self.spool_dir.clone() };
         let config = &self.opts.config;
         let mut shards_in = worker.dataflow::<Epoch, _, _>(|scope| {
             let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
-            let read = shards.read_shards(
-                &config.source,
-                opener,
-                &stats,
-                Some(self.opts.progress.clone()),
-            );
-            let (docs, rejects) = assemble(read.docs, read.rejects.clone(), config, &stats);
+            let read = shards.read_shards(&config.source, opener, &stats, Some(self.opts.progress.clone()));
+            let (docs, rejects) = assemble(read.docs, read.rejects, config, self.lang_id.as_ref(), &stats);
             let sink = docs.write_dataset(rejects, &config.sink, target, &stats);
             let sink = sink.map(LeaderEvent::Sink);
             let reports = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
@@ -261,8 +273,7 @@ impl WorkerCtx {
         loop {
             if !first {
                 // Wait for the next poll, waking often enough to notice Ctrl-C.
-                let until = Instant::now()
-                    + Duration::from_secs(self.opts.config.watch.interval_secs.get());
+                let until = Instant::now() + Duration::from_secs(self.opts.config.watch.interval_secs.get());
                 while Instant::now() < until && !self.opts.stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -325,6 +336,7 @@ impl Leader {
                 .map(|d| d.as_millis())
                 .unwrap_or(0),
             stray_files_removed: stray as u64,
+            chain: ctx.opts.config.pipeline.operators.iter().map(|o| o.as_str().to_string()).collect(),
             ..Default::default()
         };
         Ok(Leader { manifest, summary })
@@ -348,10 +360,7 @@ impl Leader {
                 continue;
             }
             if let Some(root) = &ctx.input.local_root {
-                let rel = task
-                    .uri
-                    .strip_prefix(&ctx.input.display_root)
-                    .unwrap_or(&task.uri);
+                let rel = task.uri.strip_prefix(&ctx.input.display_root).unwrap_or(&task.uri);
                 let path = root.join(rel.trim_start_matches('/'));
                 if let Ok((hash, size)) = hash_file(&path) {
                     if hash == entry.content_hash && size == entry.size {
@@ -367,20 +376,12 @@ impl Leader {
         }
         let mut pending = Pending::default();
         if ctx.opts.config.run.prune {
-            let listed: std::collections::BTreeSet<&String> =
-                listing.iter().map(|t| &t.uri).collect();
-            let gone: Vec<String> = self
-                .manifest
-                .shards
-                .keys()
-                .filter(|u| !listed.contains(u))
-                .cloned()
-                .collect();
+            let listed: std::collections::BTreeSet<&String> = listing.iter().map(|t| &t.uri).collect();
+            let gone: Vec<String> =
+                self.manifest.shards.keys().filter(|u| !listed.contains(u)).cloned().collect();
             for uri in gone {
                 if let Some(entry) = self.manifest.shards.remove(&uri) {
-                    pending
-                        .deletes
-                        .extend(entry.files.into_iter().map(|f| f.path));
+                    pending.deletes.extend(entry.files.into_iter().map(|f| f.path));
                     self.summary.shards_pruned += 1;
                 }
             }
@@ -388,15 +389,9 @@ impl Leader {
         if restamped || !pending.deletes.is_empty() {
             self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
         }
-        ctx.opts
-            .progress
-            .planned_shards
-            .fetch_add(todo.len() as u64, Ordering::Relaxed);
+        ctx.opts.progress.planned_shards.fetch_add(todo.len() as u64, Ordering::Relaxed);
         let bytes: u64 = todo.iter().map(|t| t.size).sum();
-        ctx.opts
-            .progress
-            .planned_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
+        ctx.opts.progress.planned_bytes.fetch_add(bytes, Ordering::Relaxed);
         tracing::info!(
             listed = listing.len(),
             to_process = todo.len(),
@@ -416,13 +411,11 @@ impl Leader {
         self.summary.rejects_by_reason.clear();
         for stats in self.summary.operators.values() {
             for (reason, n) in &stats.dropped {
-                *self
-                    .summary
-                    .rejects_by_reason
-                    .entry(reason.clone())
-                    .or_default() += n;
+                *self.summary.rejects_by_reason.entry(reason.clone()).or_default() += n;
             }
         }
+        self.summary.rejects = self.summary.rejects_by_reason.values().sum();
+        self.summary.docs_out = self.summary.operators.get("write").map_or(0, |w| w.docs_out);
     }
 
     /// Records an epoch's shards and files in the manifest and makes the files visible.
@@ -433,9 +426,7 @@ impl Leader {
         for e in events {
             match e {
                 LeaderEvent::Report(r) => reports.push(r),
-                LeaderEvent::Sink(SinkEvent::File(f)) => {
-                    files.entry(f.shard.clone()).or_default().push(f)
-                }
+                LeaderEvent::Sink(SinkEvent::File(f)) => files.entry(f.shard.clone()).or_default().push(f),
                 LeaderEvent::Sink(SinkEvent::Stats(_)) => {}
             }
         }
@@ -446,8 +437,8 @@ impl Leader {
             committed_at: now_rfc3339(),
             shards_added: 0,
             shards_replaced: 0,
-            docs: 0,
-            rejects: 0,
+            docs_read: 0,
+            read_rejects: 0,
         };
         for report in reports {
             let uri = report.task.uri.clone();
@@ -460,16 +451,13 @@ impl Leader {
             }
             let mut shard_files = files.remove(&uri).unwrap_or_default();
             shard_files.sort();
-            pending
-                .renames
-                .extend(shard_files.iter().map(|f| (f.tmp.clone(), f.path.clone())));
+            pending.renames.extend(shard_files.iter().map(|f| (f.tmp.clone(), f.path.clone())));
             self.summary.files_written += shard_files.len() as u64;
             self.summary.shards_processed += 1;
-            self.summary.docs_out += report.docs;
-            self.summary.rejects += report.rejects;
+            self.summary.docs_read += report.docs;
             entry.shards_added += 1;
-            entry.docs += report.docs;
-            entry.rejects += report.rejects;
+            entry.docs_read += report.docs;
+            entry.read_rejects += report.rejects;
             let shard = ShardEntry {
                 uri: uri.clone(),
                 format: report.task.format,
@@ -483,18 +471,12 @@ impl Leader {
                 file_error: report.file_error.clone(),
                 files: shard_files
                     .iter()
-                    .map(|f| FileEntry {
-                        path: f.path.clone(),
-                        rows: f.rows,
-                        bytes: f.bytes,
-                    })
+                    .map(|f| FileEntry { path: f.path.clone(), rows: f.rows, bytes: f.bytes })
                     .collect(),
             };
             if let Some(old) = self.manifest.shards.insert(uri, shard) {
                 entry.shards_replaced += 1;
-                pending
-                    .deletes
-                    .extend(old.files.into_iter().map(|f| f.path));
+                pending.deletes.extend(old.files.into_iter().map(|f| f.path));
             }
         }
         for (shard, orphans) in files {
@@ -512,20 +494,13 @@ impl Leader {
 }
 
 fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     // Civil time from the Unix epoch (UTC), without pulling a date crate into the binary.
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm.

@@ -5,22 +5,10 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 pub const SHARDS: [(&str, &[u8]); 5] = [
-    (
-        "culturax-00000.jsonl",
-        include_bytes!("../data/sample/culturax-00000.jsonl"),
-    ),
-    (
-        "culturax-00001.jsonl.gz",
-        include_bytes!("../data/sample/culturax-00001.jsonl.gz"),
-    ),
-    (
-        "culturax-00002.jsonl.zst",
-        include_bytes!("../data/sample/culturax-00002.jsonl.zst"),
-    ),
-    (
-        "fineweb2-00000.parquet",
-        include_bytes!("../data/sample/fineweb2-00000.parquet"),
-    ),
+    ("culturax-00000.jsonl", include_bytes!("../data/sample/culturax-00000.jsonl")),
+    ("culturax-00001.jsonl.gz", include_bytes!("../data/sample/culturax-00001.jsonl.gz")),
+    ("culturax-00002.jsonl.zst", include_bytes!("../data/sample/culturax-00002.jsonl.zst")),
+    ("fineweb2-00000.parquet", include_bytes!("../data/sample/fineweb2-00000.parquet")),
     (
         "CC-MAIN-20240601-00000.warc.wet.gz",
         include_bytes!("../data/sample/CC-MAIN-20240601-00000.warc.wet.gz"),

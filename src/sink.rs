@@ -90,8 +90,7 @@ pub fn lang_partition(lang: Option<&str>) -> String {
         Some(l)
             if !l.is_empty()
                 && l.len() <= 32
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
         {
             l.to_string()
         }
@@ -163,43 +162,21 @@ impl Part {
         let tmp = format!("{TMP_DIR}/e{epoch}/{}-{name}", dest.replace('/', "_"));
         let local = match &target.out.local_root {
             Some(root) => root.join(&tmp),
-            None => target.spool_dir.join(format!(
-                "xinst-{}-{}",
-                std::process::id(),
-                tmp.replace('/', "_")
-            )),
+            None => target.spool_dir.join(format!("xinst-{}-{}", std::process::id(), tmp.replace('/', "_"))),
         };
         if let Some(dir) = local.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let file = std::fs::File::create(&local)
-            .with_context(|| format!("creating {}", local.display()))?;
+        let file = std::fs::File::create(&local).with_context(|| format!("creating {}", local.display()))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level)?))
             .set_max_row_group_row_count(Some(cfg.row_group_rows.get()))
             .set_created_by(format!("xinstruct {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let schema = if docs {
-            docs_schema()
-        } else {
-            rejects_schema()
-        };
+        let schema = if docs { docs_schema() } else { rejects_schema() };
         let writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        let buffer = if docs {
-            Rows::Docs(Vec::new())
-        } else {
-            Rows::Rejects(Vec::new())
-        };
-        Ok(Part {
-            writer,
-            local,
-            tmp,
-            path,
-            shard: shard.to_string(),
-            rows: 0,
-            buffer,
-            epoch,
-        })
+        let buffer = if docs { Rows::Docs(Vec::new()) } else { Rows::Rejects(Vec::new()) };
+        Ok(Part { writer, local, tmp, path, shard: shard.to_string(), rows: 0, buffer, epoch })
     }
 
     fn buffered(&self) -> usize {
@@ -213,9 +190,7 @@ impl Part {
         let epoch = self.epoch;
         let batch = match &mut self.buffer {
             Rows::Docs(docs) if !docs.is_empty() => docs_batch(std::mem::take(docs), epoch)?,
-            Rows::Rejects(rejects) if !rejects.is_empty() => {
-                rejects_batch(std::mem::take(rejects), epoch)?
-            }
+            Rows::Rejects(rejects) if !rejects.is_empty() => rejects_batch(std::mem::take(rejects), epoch)?,
             _ => return Ok(()),
         };
         self.rows += batch.num_rows() as u64;
@@ -231,13 +206,7 @@ impl Part {
             target.out.upload(&target.rt, &self.local, &self.tmp)?;
             std::fs::remove_file(&self.local).ok();
         }
-        Ok(FileWritten {
-            shard: self.shard,
-            tmp: self.tmp,
-            path: self.path,
-            rows: self.rows,
-            bytes,
-        })
+        Ok(FileWritten { shard: self.shard, tmp: self.tmp, path: self.path, rows: self.rows, bytes })
     }
 }
 

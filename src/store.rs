@@ -40,22 +40,17 @@ impl Store {
             }
             let (prefix, pattern) = split_glob(key.trim_matches('/'));
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let endpoint = std::env::var("AWS_ENDPOINT_URL")
-                .or_else(|_| std::env::var("AWS_ENDPOINT"))
-                .ok();
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok();
             if let Some(ep) = &endpoint {
                 builder = builder.with_endpoint(ep);
                 if ep.starts_with("http://") {
                     builder = builder.with_allow_http(true);
                 }
             }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
-            {
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
                 builder = builder.with_region("us-east-1");
             }
-            let store = builder
-                .build()
-                .with_context(|| format!("configuring S3 for {uri}"))?;
+            let store = builder.build().with_context(|| format!("configuring S3 for {uri}"))?;
             return Ok(Store {
                 store: Arc::new(store),
                 prefix: ObjPath::from(prefix.as_str()),
@@ -66,34 +61,23 @@ impl Store {
         }
         let path = uri.strip_prefix("file://").unwrap_or(uri);
         let (root, pattern) = split_glob(path);
-        let root = if root.is_empty() {
-            ".".to_string()
-        } else {
-            root
-        };
+        let root = if root.is_empty() { ".".to_string() } else { root };
         let root = PathBuf::from(root);
         if create_local {
-            std::fs::create_dir_all(&root)
-                .with_context(|| format!("creating {}", root.display()))?;
+            std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         }
-        let root = std::fs::canonicalize(&root)
-            .with_context(|| format!("{}: no such directory", root.display()))?;
+        let root =
+            std::fs::canonicalize(&root).with_context(|| format!("{}: no such directory", root.display()))?;
         if root.is_file() {
             // A single file: its folder is the root and its name the pattern.
-            let name = root
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let parent = root
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("/"));
+            let name = root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let parent = root.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
             let mut s = Store::open(&parent.display().to_string(), false)?;
             s.pattern = Some(glob::Pattern::new(&glob::Pattern::escape(&name))?);
             return Ok(s);
         }
-        let store = LocalFileSystem::new_with_prefix(&root)
-            .with_context(|| format!("opening {}", root.display()))?;
+        let store =
+            LocalFileSystem::new_with_prefix(&root).with_context(|| format!("opening {}", root.display()))?;
         Ok(Store {
             store: Arc::new(store),
             prefix: ObjPath::default(),
@@ -105,11 +89,7 @@ impl Store {
 
     /// The object path of `rel` (a `/`-separated path under the prefix).
     pub fn path(&self, rel: &str) -> ObjPath {
-        let mut parts: Vec<String> = self
-            .prefix
-            .parts()
-            .map(|p| p.as_ref().to_string())
-            .collect();
+        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
         parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(String::from));
         ObjPath::from_iter(parts)
     }
@@ -127,10 +107,7 @@ impl Store {
     pub fn rel_of(&self, path: &ObjPath) -> String {
         let prefix = self.prefix.as_ref();
         let p = path.as_ref();
-        p.strip_prefix(prefix)
-            .unwrap_or(p)
-            .trim_start_matches('/')
-            .to_string()
+        p.strip_prefix(prefix).unwrap_or(p).trim_start_matches('/').to_string()
     }
 
     /// Lists the shards under this location (recursively, sorted by URI).
@@ -142,10 +119,7 @@ impl Store {
         let mut shards = Vec::new();
         for meta in metas {
             let rel = self.rel_of(&meta.location);
-            if rel
-                .split('/')
-                .any(|c| c.starts_with('.') || c.starts_with('_'))
-            {
+            if rel.split('/').any(|c| c.starts_with('.') || c.starts_with('_')) {
                 continue;
             }
             if let Some(p) = &self.pattern {
@@ -156,10 +130,7 @@ impl Store {
             let Some((format, compression)) = Format::detect(&rel) else {
                 continue;
             };
-            let version = meta
-                .e_tag
-                .clone()
-                .unwrap_or_else(|| meta.last_modified.to_rfc3339());
+            let version = meta.e_tag.clone().unwrap_or_else(|| meta.last_modified.to_rfc3339());
             shards.push(ShardTask {
                 uri: self.uri_of(&meta.location),
                 format,
@@ -197,9 +168,7 @@ impl Store {
                 Err(e) => Err(e),
             }
         });
-        Ok(got
-            .with_context(|| format!("reading {}", self.uri_of(&path)))?
-            .map(|b| b.to_vec()))
+        Ok(got.with_context(|| format!("reading {}", self.uri_of(&path)))?.map(|b| b.to_vec()))
     }
 
     /// Copies a local file to `rel` (multipart for large files).
@@ -207,8 +176,7 @@ impl Store {
         let path = self.path(rel);
         rt.block_on(async {
             let mut file = tokio::fs::File::open(local).await?;
-            let mut writer =
-                object_store::buffered::BufWriter::new(self.store.clone(), path.clone());
+            let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), path.clone());
             tokio::io::copy(&mut file, &mut writer).await?;
             tokio::io::AsyncWriteExt::shutdown(&mut writer).await?;
             Ok::<_, std::io::Error>(())
@@ -261,11 +229,7 @@ fn split_glob(path: &str) -> (String, Option<String>) {
         None => (path.trim_end_matches('/').to_string(), None),
         Some(i) => {
             let root = comps[..i].join("/");
-            let root = if root.is_empty() && path.starts_with('/') {
-                "/".to_string()
-            } else {
-                root
-            };
+            let root = if root.is_empty() && path.starts_with('/') { "/".to_string() } else { root };
             (root, Some(comps[i..].join("/")))
         }
     }
@@ -284,14 +248,8 @@ impl ShardOpener for StoreOpener {
         let path = self.store.path_of_uri(&task.uri)?;
         if let Some(root) = &self.store.local_root {
             let local = root.join(path.as_ref());
-            let (content_hash, size) =
-                hash_file(&local).map_err(|e| format!("{}: {e}", local.display()))?;
-            return Ok(OpenedShard {
-                path: local,
-                content_hash,
-                size,
-                keep_alive: None,
-            });
+            let (content_hash, size) = hash_file(&local).map_err(|e| format!("{}: {e}", local.display()))?;
+            return Ok(OpenedShard { path: local, content_hash, size, keep_alive: None });
         }
         let mut spool = tempfile::Builder::new()
             .prefix("xinst-shard-")
@@ -309,22 +267,14 @@ impl ShardOpener for StoreOpener {
                     size += chunk.len() as u64;
                     spool
                         .write_all(&chunk)
-                        .map_err(|e| object_store::Error::Generic {
-                            store: "spool",
-                            source: Box::new(e),
-                        })?;
+                        .map_err(|e| object_store::Error::Generic { store: "spool", source: Box::new(e) })?;
                 }
                 Ok::<_, object_store::Error>((format!("{:032x}", hasher.digest128()), size))
             })
             .map_err(|e| format!("{}: {e}", task.uri))?;
         spool.flush().map_err(|e| e.to_string())?;
         let temp = spool.into_temp_path();
-        Ok(OpenedShard {
-            path: temp.to_path_buf(),
-            content_hash,
-            size,
-            keep_alive: Some(Box::new(temp)),
-        })
+        Ok(OpenedShard { path: temp.to_path_buf(), content_hash, size, keep_alive: Some(Box::new(temp)) })
     }
 }
 
@@ -353,14 +303,8 @@ mod tests {
     #[test]
     fn splits_globs() {
         assert_eq!(split_glob("data/x"), ("data/x".into(), None));
-        assert_eq!(
-            split_glob("data/*.jsonl"),
-            ("data".into(), Some("*.jsonl".into()))
-        );
-        assert_eq!(
-            split_glob("/a/b/**/*.gz"),
-            ("/a/b".into(), Some("**/*.gz".into()))
-        );
+        assert_eq!(split_glob("data/*.jsonl"), ("data".into(), Some("*.jsonl".into())));
+        assert_eq!(split_glob("/a/b/**/*.gz"), ("/a/b".into(), Some("**/*.gz".into())));
         assert_eq!(split_glob("pre/"), ("pre".into(), None));
     }
 }

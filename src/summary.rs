@@ -14,20 +14,17 @@ pub fn render(s: &RunSummary) -> String {
         s.shards_new,
         s.shards_changed,
         s.shards_processed,
-        if s.shards_pruned > 0 {
-            format!(", {} pruned", s.shards_pruned)
-        } else {
-            String::new()
-        }
+        if s.shards_pruned > 0 { format!(", {} pruned", s.shards_pruned) } else { String::new() }
     );
     let _ = writeln!(
         out,
-        "epochs: {}   documents out: {}   rejects: {}   files: {}   workers: {}   wall: {:.2}s",
+        "epochs: {}   documents read: {}   written: {}   rejected: {}   files: {}   workers: {}   wall: {:.2}s",
         if s.epochs.is_empty() {
             "none".to_string()
         } else {
             format!("{}..={}", s.epochs[0], s.epochs[s.epochs.len() - 1])
         },
+        s.docs_read,
         s.docs_out,
         s.rejects,
         s.files_written,
@@ -40,13 +37,16 @@ pub fn render(s: &RunSummary) -> String {
             "\n{:<12} {:>10} {:>10} {:>10} {:>10} {:>10}",
             "operator", "docs in", "docs out", "dropped", "secs", "docs/s"
         );
-        for (name, st) in &s.operators {
+        // Pipeline order: read first, write last, the chain between as it ran.
+        let mut ops: Vec<(&String, &xinstruct_operators::OpStats)> = s.operators.iter().collect();
+        ops.sort_by_key(|(name, _)| match name.as_str() {
+            "read" => (0, usize::MAX),
+            "write" => (2, 0),
+            other => (1, s.chain.iter().position(|c| c == other).unwrap_or(usize::MAX)),
+        });
+        for (name, st) in ops {
             let secs = st.nanos as f64 / 1e9;
-            let rate = if secs > 0.0 {
-                st.docs_in as f64 / secs
-            } else {
-                0.0
-            };
+            let rate = if secs > 0.0 { st.docs_in as f64 / secs } else { 0.0 };
             let _ = writeln!(
                 out,
                 "{:<12} {:>10} {:>10} {:>10} {:>10.2} {:>10.0}",
@@ -72,10 +72,7 @@ pub fn render(s: &RunSummary) -> String {
         let _ = writeln!(out, "unreadable (retried next run): {e}");
     }
     if s.interrupted {
-        let _ = writeln!(
-            out,
-            "interrupted: committed epochs are kept; rerun to continue"
-        );
+        let _ = writeln!(out, "interrupted: committed epochs are kept; rerun to continue");
     }
     out
 }

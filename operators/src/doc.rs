@@ -78,14 +78,8 @@ mod tests {
 
     #[test]
     fn derived_id_is_stable_and_distinguishes_offsets() {
-        let a = Origin {
-            shard: "s3://b/x.jsonl".into(),
-            offset: 7,
-        };
-        let b = Origin {
-            shard: "s3://b/x.jsonl".into(),
-            offset: 8,
-        };
+        let a = Origin { shard: "s3://b/x.jsonl".into(), offset: 7 };
+        let b = Origin { shard: "s3://b/x.jsonl".into(), offset: 8 };
         assert_eq!(Doc::derived_id(&a), Doc::derived_id(&a.clone()));
         assert_ne!(Doc::derived_id(&a), Doc::derived_id(&b));
         assert_eq!(Doc::derived_id(&a).len(), 32);

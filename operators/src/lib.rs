@@ -6,6 +6,10 @@
 //! their origin and reason.
 
 pub mod doc;
+pub mod filter;
+pub mod lang_id;
+pub mod normalize;
+pub mod quality;
 pub mod source;
 pub mod stats;
 

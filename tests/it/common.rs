@@ -14,34 +14,22 @@ pub fn xinst() -> Command {
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("xinst-test-")
-        .tempdir()
-        .expect("temp dir")
+    tempfile::Builder::new().prefix("xinst-test-").tempdir().expect("temp dir")
 }
 
 pub fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample")
 }
 
+/// `--skip` for every operator between read and write: the foundation's tests check reading,
+/// state and commits on synthetic text that language ID would (rightly) reject.
+pub const RAW: [&str; 2] = ["--skip", "normalize,lang_id,quality"];
+
 /// Runs `xinst run` and returns the output; panics with stderr on an unexpected exit code.
-pub fn run_xinst(
-    input: &str,
-    output: &str,
-    extra: &[&str],
-    expect_code: i32,
-) -> (Output, serde_json::Value) {
+pub fn run_xinst(input: &str, output: &str, extra: &[&str], expect_code: i32) -> (Output, serde_json::Value) {
     let stats = tempfile::NamedTempFile::new().expect("stats file");
     let out = xinst()
-        .args([
-            "run",
-            "--no-progress",
-            "--input",
-            input,
-            "--output",
-            output,
-            "--stats-json",
-        ])
+        .args(["run", "--no-progress", "--input", input, "--output", output, "--stats-json"])
         .arg(stats.path())
         .args(extra)
         .output()
@@ -52,10 +40,8 @@ pub fn run_xinst(
         "xinst run {input} -> {output} {extra:?}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json = std::fs::read(stats.path())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let json =
+        std::fs::read(stats.path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     (out, json)
 }
 
@@ -95,9 +81,7 @@ pub fn synthetic_text(seed: u64, words: usize) -> String {
         "pendidikan",
         "keluarga",
     ];
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut out = String::new();
     for i in 0..words {
         x ^= x >> 33;
@@ -154,11 +138,7 @@ pub fn read_rows(dataset: &Path) -> Vec<Row> {
     parquet_files(dataset, &mut files);
     let mut rows = Vec::new();
     for file in files {
-        let rel = file
-            .strip_prefix(dataset)
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
+        let rel = file.strip_prefix(dataset).unwrap().to_string_lossy().to_string();
         let Some(lang) = rel.strip_prefix("lang=").and_then(|r| r.split('/').next()) else {
             continue;
         };
@@ -168,20 +148,9 @@ pub fn read_rows(dataset: &Path) -> Vec<Row> {
             .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
-            let s = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_string::<i32>()
-                    .clone()
-            };
-            let (id, text, url, shard, meta) =
-                (s("id"), s("text"), s("url"), s("shard"), s("meta"));
-            let offset = batch
-                .column_by_name("offset")
-                .unwrap()
-                .as_primitive::<UInt64Type>()
-                .clone();
+            let s = |name: &str| batch.column_by_name(name).unwrap().as_string::<i32>().clone();
+            let (id, text, url, shard, meta) = (s("id"), s("text"), s("url"), s("shard"), s("meta"));
+            let offset = batch.column_by_name("offset").unwrap().as_primitive::<UInt64Type>().clone();
             for i in 0..batch.num_rows() {
                 rows.push(Row {
                     lang: lang.to_string(),
@@ -211,21 +180,9 @@ pub fn read_rejects(dataset: &Path) -> Vec<(String, u64, String)> {
             .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
-            let shard = batch
-                .column_by_name("shard")
-                .unwrap()
-                .as_string::<i32>()
-                .clone();
-            let reason = batch
-                .column_by_name("reason")
-                .unwrap()
-                .as_string::<i32>()
-                .clone();
-            let offset = batch
-                .column_by_name("offset")
-                .unwrap()
-                .as_primitive::<UInt64Type>()
-                .clone();
+            let shard = batch.column_by_name("shard").unwrap().as_string::<i32>().clone();
+            let reason = batch.column_by_name("reason").unwrap().as_string::<i32>().clone();
+            let offset = batch.column_by_name("offset").unwrap().as_primitive::<UInt64Type>().clone();
             for i in 0..batch.num_rows() {
                 let name = shard.value(i).rsplit('/').next().unwrap().to_string();
                 out.push((name, offset.value(i), reason.value(i).to_string()));
@@ -261,9 +218,5 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 
 /// A TCP port free at the time of asking.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

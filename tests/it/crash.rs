@@ -13,22 +13,11 @@ fn kill_9_mid_run_then_rerun_loses_and_duplicates_nothing() {
     for s in 0..shards {
         write_jsonl_shard(&input.join(format!("shard-{s:03}.jsonl")), s, 1500, 120);
     }
-    let (i, killed, clean) = (
-        input.to_str().unwrap().to_string(),
-        tmp.path().join("killed"),
-        tmp.path().join("clean"),
-    );
+    let (i, killed, clean) =
+        (input.to_str().unwrap().to_string(), tmp.path().join("killed"), tmp.path().join("clean"));
 
     let mut child = xinst()
-        .args([
-            "run",
-            "--no-progress",
-            "--shards-per-epoch",
-            "1",
-            "--input",
-            &i,
-            "--output",
-        ])
+        .args(["run", "--no-progress", "--shards-per-epoch", "1", RAW[0], RAW[1], "--input", &i, "--output"])
         .arg(&killed)
         .spawn()
         .unwrap();
@@ -43,41 +32,23 @@ fn kill_9_mid_run_then_rerun_loses_and_duplicates_nothing() {
             child.kill().unwrap(); // SIGKILL
             break committed;
         }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run finished before it could be killed"
-        );
+        assert!(child.try_wait().unwrap().is_none(), "the run finished before it could be killed");
         assert!(Instant::now() < deadline, "no epoch committed in time");
         std::thread::sleep(Duration::from_millis(5));
     };
     child.wait().unwrap();
-    assert!(
-        committed_at_kill < shards as usize,
-        "killed after the run had finished"
-    );
+    assert!(committed_at_kill < shards as usize, "killed after the run had finished");
     let after_kill = manifest(&killed)["shards"].as_object().unwrap().len();
-    assert!(
-        after_kill < shards as usize,
-        "the kill came too late to test anything"
-    );
+    assert!(after_kill < shards as usize, "the kill came too late to test anything");
 
-    let (_, resumed) = run_xinst(
-        &i,
-        killed.to_str().unwrap(),
-        &["--shards-per-epoch", "4"],
-        0,
-    );
-    assert_eq!(
-        resumed["shards_processed"].as_u64().unwrap() as usize,
-        shards as usize - after_kill
-    );
-    run_xinst(&i, clean.to_str().unwrap(), &[], 0);
+    let (_, resumed) =
+        run_xinst(&i, killed.to_str().unwrap(), &["--shards-per-epoch", "4", RAW[0], RAW[1]], 0);
+    assert_eq!(resumed["shards_processed"].as_u64().unwrap() as usize, shards as usize - after_kill);
+    run_xinst(&i, clean.to_str().unwrap(), &RAW, 0);
 
     let (a, b) = (read_rows(&killed), read_rows(&clean));
     assert_eq!(a.len(), 40 * 1500);
     assert!(a == b, "resumed dataset differs from an uninterrupted run");
     // No temporaries or uncommitted parts are left behind.
-    assert!(files_under(&killed)
-        .iter()
-        .all(|f| !f.starts_with("_xinstruct/tmp/")));
+    assert!(files_under(&killed).iter().all(|f| !f.starts_with("_xinstruct/tmp/")));
 }

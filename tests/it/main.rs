@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod common;
 mod crash;
+mod filters;
 mod incremental;
 mod s3;
 mod sources;

@@ -62,16 +62,13 @@ fn start_server(root: &Path) -> S3Server {
 fn s3_run(server: &S3Server, secret: &str, args: &[&str]) -> std::process::Output {
     let stats = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = xinst();
-    cmd.env(
-        "AWS_ENDPOINT_URL",
-        format!("http://127.0.0.1:{}", server.port),
-    )
-    .env("AWS_ACCESS_KEY_ID", KEY)
-    .env("AWS_SECRET_ACCESS_KEY", secret)
-    .env("AWS_REGION", "us-east-1")
-    .args(["run", "--no-progress", "--stats-json"])
-    .arg(stats.path())
-    .args(args);
+    cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", server.port))
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .args(["run", "--no-progress", "--stats-json"])
+        .arg(stats.path())
+        .args(args);
     let out = cmd.output().unwrap();
     let mut out = out;
     if let Ok(s) = std::fs::read(stats.path()) {
@@ -81,11 +78,7 @@ fn s3_run(server: &S3Server, secret: &str, args: &[&str]) -> std::process::Outpu
 }
 
 fn stats_of(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -93,15 +86,7 @@ fn stats_of(out: &std::process::Output) -> serde_json::Value {
 fn portable(rows: Vec<Row>) -> Vec<(String, String, Option<String>, String, u64)> {
     let mut v: Vec<_> = rows
         .into_iter()
-        .map(|r| {
-            (
-                r.lang,
-                r.text,
-                r.url,
-                r.shard.rsplit('/').next().unwrap().to_string(),
-                r.offset,
-            )
-        })
+        .map(|r| (r.lang, r.text, r.url, r.shard.rsplit('/').next().unwrap().to_string(), r.offset))
         .collect();
     v.sort();
     v
@@ -118,87 +103,49 @@ fn s3_input_and_output_on_a_real_server() {
     let first = stats_of(&s3_run(
         &server,
         SECRET,
-        &[
-            "--input",
-            "s3://crawl/CC-sample",
-            "--output",
-            "s3://datasets/x",
-        ],
+        &["--input", "s3://crawl/CC-sample", "--output", "s3://datasets/x"],
     ));
     assert_eq!(first["shards_processed"], 5);
-    assert_eq!(first["docs_out"], 285);
+    assert_eq!(first["docs_read"], 285);
 
     // The objects the server holds are the dataset: compare with a local run of the same shards.
     let local = tmp.path().join("local");
-    run_xinst(
-        sample_dir().to_str().unwrap(),
-        local.to_str().unwrap(),
-        &[],
-        0,
-    );
+    run_xinst(sample_dir().to_str().unwrap(), local.to_str().unwrap(), &[], 0);
     let on_server = root.join("datasets/x");
     assert!(on_server.join("_xinstruct/manifest.json").exists());
     assert_eq!(portable(read_rows(&on_server)), portable(read_rows(&local)));
     let m = manifest(&on_server);
-    assert!(m["shards"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .all(|k| k.starts_with("s3://crawl/CC-sample/")));
-    assert!(files_under(&on_server)
-        .iter()
-        .all(|f| !f.starts_with("_xinstruct/tmp/")));
+    assert!(m["shards"].as_object().unwrap().keys().all(|k| k.starts_with("s3://crawl/CC-sample/")));
+    assert!(files_under(&on_server).iter().all(|f| !f.starts_with("_xinstruct/tmp/")));
 
     // Rerun: nothing to do. A new shard (uploaded through the server's folder) alone is read.
     let again = stats_of(&s3_run(
         &server,
         SECRET,
-        &[
-            "--input",
-            "s3://crawl/CC-sample",
-            "--output",
-            "s3://datasets/x",
-        ],
+        &["--input", "s3://crawl/CC-sample", "--output", "s3://datasets/x"],
     ));
     assert_eq!(again["shards_processed"], 0);
     write_jsonl_shard(&root.join("crawl/CC-sample/more.jsonl"), 3, 10, 30);
     let more = stats_of(&s3_run(
         &server,
         SECRET,
-        &[
-            "--input",
-            "s3://crawl/CC-sample/*.jsonl",
-            "--output",
-            "s3://datasets/x",
-        ],
+        &["--input", "s3://crawl/CC-sample/*.jsonl", "--output", "s3://datasets/x"],
     ));
     assert_eq!(more["shards_processed"], 1);
-    assert_eq!(read_rows(&on_server).len(), 295);
+    assert_eq!(more["docs_read"], 10);
+    assert_eq!(read_rows(&on_server).len() + read_rejects(&on_server).len(), 297);
 
     // Local input, S3 output, and the reverse, agree too.
     let mixed = stats_of(&s3_run(
         &server,
         SECRET,
-        &[
-            "--input",
-            sample_dir().to_str().unwrap(),
-            "--output",
-            "s3://datasets/from-local",
-        ],
+        &["--input", sample_dir().to_str().unwrap(), "--output", "s3://datasets/from-local"],
     ));
-    assert_eq!(mixed["docs_out"], 285);
+    assert_eq!(mixed["docs_read"], 285);
 
     // A wrong secret is refused by the server's signature check, with a clear error.
-    let denied = s3_run(
-        &server,
-        "wrong-secret",
-        &[
-            "--input",
-            "s3://crawl/CC-sample",
-            "--output",
-            "s3://datasets/y",
-        ],
-    );
+    let denied =
+        s3_run(&server, "wrong-secret", &["--input", "s3://crawl/CC-sample", "--output", "s3://datasets/y"]);
     assert_eq!(denied.status.code(), Some(1));
     let err = String::from_utf8_lossy(&denied.stderr);
     assert!(err.contains("s3://"), "{err}");

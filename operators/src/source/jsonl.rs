@@ -21,8 +21,8 @@ pub fn records(
     cfg: &SourceConfig,
     progress: Option<Arc<Progress>>,
 ) -> Result<Box<dyn Iterator<Item = Record>>, ReadError> {
-    let file = File::open(path)
-        .map_err(|e| ReadError::new("io_error", format!("open {}: {e}", path.display())))?;
+    let file =
+        File::open(path).map_err(|e| ReadError::new("io_error", format!("open {}: {e}", path.display())))?;
     let raw = CountingRead::new(BufReader::with_capacity(1 << 16, file), progress);
     let decoded: Box<dyn Read> = match task.compression {
         Compression::None => Box::new(raw),
@@ -57,10 +57,7 @@ impl Iterator for JsonlRecords {
     fn next(&mut self) -> Option<Record> {
         while !self.done {
             let offset = self.line_no;
-            let origin = Origin {
-                shard: self.shard.clone(),
-                offset,
-            };
+            let origin = Origin { shard: self.shard.clone(), offset };
             self.line.clear();
             match read_line_capped(&mut self.reader, &mut self.line, self.cfg.max_doc_bytes) {
                 Ok(LineRead::Eof) => {
@@ -111,11 +108,7 @@ enum LineRead {
 }
 
 /// Reads one line (without the newline) into `buf`, keeping at most `cap` bytes in memory.
-fn read_line_capped(
-    r: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    cap: u64,
-) -> std::io::Result<LineRead> {
+fn read_line_capped(r: &mut impl BufRead, buf: &mut Vec<u8>, cap: u64) -> std::io::Result<LineRead> {
     let mut total: u64 = 0;
     let mut saw_any = false;
     loop {
@@ -144,11 +137,7 @@ fn read_line_capped(
             if buf.last() == Some(&b'\r') {
                 buf.pop();
             }
-            return Ok(if total > cap {
-                LineRead::TooLong(total)
-            } else {
-                LineRead::Line
-            });
+            return Ok(if total > cap { LineRead::TooLong(total) } else { LineRead::Line });
         }
     }
 }
@@ -172,9 +161,7 @@ fn parse_line(line: &[u8], origin: Origin, cfg: &SourceConfig) -> Record {
     };
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => {
-            return Record::Reject(Reject::new(origin, OP, "invalid_json", e.to_string(), None))
-        }
+        Err(e) => return Record::Reject(Reject::new(origin, OP, "invalid_json", e.to_string(), None)),
     };
     let serde_json::Value::Object(mut fields) = value else {
         return Record::Reject(Reject::new(
@@ -193,11 +180,7 @@ fn parse_line(line: &[u8], origin: Origin, cfg: &SourceConfig) -> Record {
                 origin,
                 OP,
                 "missing_text",
-                format!(
-                    "field '{}' is not a string: {}",
-                    cfg.text_field,
-                    kind(&other)
-                ),
+                format!("field '{}' is not a string: {}", cfg.text_field, kind(&other)),
                 id,
             ))
         }
@@ -212,11 +195,7 @@ fn parse_line(line: &[u8], origin: Origin, cfg: &SourceConfig) -> Record {
         }
     };
     let url = fields.remove(&cfg.url_field).and_then(scalar_string);
-    let lang = cfg
-        .lang_field
-        .as_ref()
-        .and_then(|f| fields.remove(f))
-        .and_then(scalar_string);
+    let lang = cfg.lang_field.as_ref().and_then(|f| fields.remove(f)).and_then(scalar_string);
     let mut meta = BTreeMap::new();
     for name in &cfg.meta_fields {
         if let Some(v) = fields.remove(name).and_then(scalar_string) {
@@ -268,15 +247,12 @@ mod tests {
         let path = dir.join(format!("t-{}.jsonl", xxhash_rust::xxh3::xxh3_64(bytes)));
         std::fs::write(&path, bytes).unwrap();
         let cfg = SourceConfig::default();
-        records(&path, &task(&path, compression), &cfg, None)
-            .unwrap()
-            .collect()
+        records(&path, &task(&path, compression), &cfg, None).unwrap().collect()
     }
 
     #[test]
     fn reads_fields_and_rejects_bad_lines() {
-        let input =
-            b"{\"text\":\"hello\",\"url\":\"http://a\",\"timestamp\":\"2020\",\"id\":\"x1\"}\n\
+        let input = b"{\"text\":\"hello\",\"url\":\"http://a\",\"timestamp\":\"2020\",\"id\":\"x1\"}\n\
             {not json}\n\
             \n\
             {\"url\":\"http://b\"}\n\
@@ -301,15 +277,10 @@ mod tests {
                 "doc:second@5"
             ]
         );
-        let Record::Doc(first) = &recs[0] else {
-            unreachable!()
-        };
+        let Record::Doc(first) = &recs[0] else { unreachable!() };
         assert_eq!(first.id, "x1");
         assert_eq!(first.url.as_deref(), Some("http://a"));
-        assert_eq!(
-            first.meta.get("timestamp").map(String::as_str),
-            Some("2020")
-        );
+        assert_eq!(first.meta.get("timestamp").map(String::as_str), Some("2020"));
     }
 
     #[test]
@@ -363,15 +334,9 @@ mod zstd_tests {
             size: 0,
             version: String::new(),
         };
-        let recs: Vec<Record> = records(&path, &task, &SourceConfig::default(), None)
-            .unwrap()
-            .collect();
+        let recs: Vec<Record> = records(&path, &task, &SourceConfig::default(), None).unwrap().collect();
         let docs = recs.iter().filter(|r| matches!(r, Record::Doc(_))).count();
-        assert!(
-            docs > 1000 && docs < 10_000,
-            "docs = {docs}, compressed {} bytes",
-            full.len()
-        );
+        assert!(docs > 1000 && docs < 10_000, "docs = {docs}, compressed {} bytes", full.len());
         assert!(matches!(recs.last(), Some(Record::FileError(r)) if r.reason == "truncated_input"));
     }
 }

@@ -145,22 +145,10 @@ mod tests {
 
     #[test]
     fn detects_formats_by_name() {
-        assert_eq!(
-            Format::detect("a/b.jsonl.gz"),
-            Some((Format::Jsonl, Compression::Gzip))
-        );
-        assert_eq!(
-            Format::detect("x.JSONL.zst"),
-            Some((Format::Jsonl, Compression::Zstd))
-        );
-        assert_eq!(
-            Format::detect("CC-MAIN-1.warc.wet.gz"),
-            Some((Format::Wet, Compression::Gzip))
-        );
-        assert_eq!(
-            Format::detect("f.parquet"),
-            Some((Format::Parquet, Compression::None))
-        );
+        assert_eq!(Format::detect("a/b.jsonl.gz"), Some((Format::Jsonl, Compression::Gzip)));
+        assert_eq!(Format::detect("x.JSONL.zst"), Some((Format::Jsonl, Compression::Zstd)));
+        assert_eq!(Format::detect("CC-MAIN-1.warc.wet.gz"), Some((Format::Wet, Compression::Gzip)));
+        assert_eq!(Format::detect("f.parquet"), Some((Format::Parquet, Compression::None)));
         assert_eq!(Format::detect("README.md"), None);
         assert_eq!(Format::detect("x.parquet.gz"), None);
     }

@@ -27,33 +27,24 @@ pub fn records(
     cfg: &SourceConfig,
     progress: Option<Arc<Progress>>,
 ) -> Result<Box<dyn Iterator<Item = Record>>, ReadError> {
-    let file = File::open(path)
-        .map_err(|e| ReadError::new("io_error", format!("open {}: {e}", path.display())))?;
+    let file =
+        File::open(path).map_err(|e| ReadError::new("io_error", format!("open {}: {e}", path.display())))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| ReadError::new("corrupt_parquet", e.to_string()))?;
     let schema = builder.schema().clone();
-    let wanted: Vec<&str> = [
-        Some(cfg.text_field.as_str()),
-        Some(&cfg.id_field),
-        Some(&cfg.url_field),
-    ]
-    .into_iter()
-    .chain([cfg.lang_field.as_deref()])
-    .flatten()
-    .chain(cfg.meta_fields.iter().map(String::as_str))
-    .collect();
+    let wanted: Vec<&str> = [Some(cfg.text_field.as_str()), Some(&cfg.id_field), Some(&cfg.url_field)]
+        .into_iter()
+        .chain([cfg.lang_field.as_deref()])
+        .flatten()
+        .chain(cfg.meta_fields.iter().map(String::as_str))
+        .collect();
     if schema.index_of(&cfg.text_field).is_err() {
         return Err(ReadError::new(
             "missing_text_column",
             format!(
                 "no column '{}' (columns: {})",
                 cfg.text_field,
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
             ),
         ));
     }
@@ -116,10 +107,7 @@ impl Iterator for ParquetRecords {
                 }
                 Some(Err(e)) => {
                     self.done = true;
-                    let origin = Origin {
-                        shard: self.shard.clone(),
-                        offset: self.row,
-                    };
+                    let origin = Origin { shard: self.shard.clone(), offset: self.row };
                     return Some(Record::FileError(Reject::new(
                         origin,
                         OP,
@@ -148,22 +136,13 @@ impl ParquetRecords {
         let id = column(&self.cfg.id_field);
         let url = column(&self.cfg.url_field);
         let lang = self.cfg.lang_field.as_deref().and_then(column);
-        let meta: Vec<(String, StringArray)> = self
-            .cfg
-            .meta_fields
-            .iter()
-            .filter_map(|name| column(name).map(|c| (name.clone(), c)))
-            .collect();
+        let meta: Vec<(String, StringArray)> =
+            self.cfg.meta_fields.iter().filter_map(|name| column(name).map(|c| (name.clone(), c))).collect();
         let get = |col: &Option<StringArray>, i: usize| -> Option<String> {
-            col.as_ref()
-                .filter(|c| c.is_valid(i))
-                .map(|c| c.value(i).to_string())
+            col.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i).to_string())
         };
         for i in 0..batch.num_rows() {
-            let origin = Origin {
-                shard: self.shard.clone(),
-                offset: self.row,
-            };
+            let origin = Origin { shard: self.shard.clone(), offset: self.row };
             self.row += 1;
             let doc_id = get(&id, i);
             let record = match get(&text, i) {
@@ -180,8 +159,7 @@ impl ParquetRecords {
                         .filter(|(_, c)| c.is_valid(i))
                         .map(|(n, c)| (n.clone(), c.value(i).to_string()))
                         .collect();
-                    self.cfg
-                        .finish_doc(doc_id, t, get(&url, i), get(&lang, i), fields, origin)
+                    self.cfg.finish_doc(doc_id, t, get(&url, i), get(&lang, i), fields, origin)
                 }
             };
             self.pending.push_back(record);

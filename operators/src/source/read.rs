@@ -68,9 +68,7 @@ fn default_lang_field() -> Option<String> {
     Some("language".into())
 }
 fn default_meta_fields() -> Vec<String> {
-    ["timestamp", "date", "dump", "source"]
-        .map(String::from)
-        .to_vec()
+    ["timestamp", "date", "dump", "source"].map(String::from).to_vec()
 }
 fn default_max_doc_bytes() -> u64 {
     1 << 20
@@ -109,28 +107,16 @@ impl SourceConfig {
         origin: Origin,
     ) -> Record {
         if text.len() as u64 > self.max_doc_bytes {
-            let detail = format!(
-                "text is {} bytes, over source.max_doc_bytes = {}",
-                text.len(),
-                self.max_doc_bytes
-            );
+            let detail =
+                format!("text is {} bytes, over source.max_doc_bytes = {}", text.len(), self.max_doc_bytes);
             return Record::Reject(Reject::new(origin, OP, "doc_too_large", detail, id));
         }
         if text.trim().is_empty() {
             return Record::Reject(Reject::new(origin, OP, "empty_text", "text is empty", id));
         }
-        let id = id
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| Doc::derived_id(&origin));
+        let id = id.filter(|s| !s.is_empty()).unwrap_or_else(|| Doc::derived_id(&origin));
         let lang = lang.filter(|l| !l.is_empty());
-        Record::Doc(Doc {
-            id,
-            text,
-            url,
-            source: origin,
-            lang,
-            meta,
-        })
+        Record::Doc(Doc { id, text, url, source: origin, lang, meta })
     }
 }
 
@@ -216,11 +202,9 @@ impl<'s> ReadShards<'s> for VecCollection<'s, Epoch, ShardTask> {
         let stats = stats.clone();
         let op_name = name.to_string();
         let scope = self.inner.scope();
-        let exchange =
-            Exchange::new(|(task, _, _): &(ShardTask, Epoch, isize)| xxh3_64(task.uri.as_bytes()));
-        let items = self
-            .inner
-            .unary_frontier::<CapacityContainerBuilder<Vec<(SourceItem, Epoch, isize)>>, _, _, _>(
+        let exchange = Exchange::new(|(task, _, _): &(ShardTask, Epoch, isize)| xxh3_64(task.uri.as_bytes()));
+        let items =
+            self.inner.unary_frontier::<CapacityContainerBuilder<Vec<(SourceItem, Epoch, isize)>>, _, _, _>(
                 exchange,
                 name,
                 move |_cap, info| {
@@ -251,22 +235,12 @@ impl<'s> ReadShards<'s> for VecCollection<'s, Epoch, ShardTask> {
                                     Err((cap, report)) => {
                                         counts.note_report(&report);
                                         let t = *cap.time();
-                                        output.session(&cap).give((
-                                            SourceItem::Report(report),
-                                            t,
-                                            1,
-                                        ));
+                                        output.session(&cap).give((SourceItem::Report(report), t, 1));
                                     }
                                 }
                                 continue;
                             }
-                            let Some(Active {
-                                cap,
-                                records,
-                                report,
-                                ..
-                            }) = active.as_mut()
-                            else {
+                            let Some(Active { cap, records, report, .. }) = active.as_mut() else {
                                 break;
                             };
                             let time = *cap.time();
@@ -287,8 +261,7 @@ impl<'s> ReadShards<'s> for VecCollection<'s, Epoch, ShardTask> {
                                     }
                                     Some(Record::FileError(r)) => {
                                         report.rejects += 1;
-                                        report.file_error =
-                                            Some(format!("{}: {}", r.reason, r.detail));
+                                        report.file_error = Some(format!("{}: {}", r.reason, r.detail));
                                         counts.drop(&r.reason);
                                         session.give((SourceItem::Reject(r), time, 1));
                                     }
@@ -333,8 +306,7 @@ impl<'s> ReadShards<'s> for VecCollection<'s, Epoch, ShardTask> {
                 SourceItem::Report(_) => (2, (item, t, r)),
             })
             .into_iter();
-        let (Some(docs), Some(rejects), Some(reports)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(docs), Some(rejects), Some(reports)) = (parts.next(), parts.next(), parts.next()) else {
             unreachable!("partition(3) returns three streams")
         };
         SourceOutput {
@@ -408,10 +380,7 @@ fn open(
         }
     };
     report.content_hash = shard.content_hash.clone();
-    let origin = Origin {
-        shard: task.uri.clone(),
-        offset: 0,
-    };
+    let origin = Origin { shard: task.uri.clone(), offset: 0 };
     let opened = if shard.size == 0 {
         Err(ReadError::new("empty_file", "the shard is 0 bytes"))
     } else {
@@ -426,12 +395,7 @@ fn open(
         let reject = Reject::new(origin, OP, e.reason, e.detail, None);
         Box::new(std::iter::once(Record::FileError(reject)))
     });
-    Ok(Active {
-        cap,
-        records,
-        report,
-        _shard: shard,
-    })
+    Ok(Active { cap, records, report, _shard: shard })
 }
 
 /// A format reader that cannot start: the reject reason and a message naming the cause.
@@ -443,10 +407,7 @@ pub struct ReadError {
 
 impl ReadError {
     pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
-        ReadError {
-            reason,
-            detail: detail.into(),
-        }
+        ReadError { reason, detail: detail.into() }
     }
 }
 

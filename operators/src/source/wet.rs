@@ -20,8 +20,8 @@ pub fn records(
     cfg: &SourceConfig,
     progress: Option<Arc<Progress>>,
 ) -> Result<Box<dyn Iterator<Item = Record>>, ReadError> {
-    let file = File::open(path)
-        .map_err(|e| ReadError::new("io_error", format!("open {}: {e}", path.display())))?;
+    let file =
+        File::open(path).map_err(|e| ReadError::new("io_error", format!("open {}: {e}", path.display())))?;
     let raw = CountingRead::new(BufReader::with_capacity(1 << 16, file), progress);
     let decoded: Box<dyn Read> = match task.compression {
         Compression::None => Box::new(raw),
@@ -40,10 +40,7 @@ pub fn records(
         if failed {
             return None;
         }
-        let origin = Origin {
-            shard: shard.clone(),
-            offset: index,
-        };
+        let origin = Origin { shard: shard.clone(), offset: index };
         let item = iter.next()?;
         index += 1;
         let record = match item {
@@ -72,18 +69,15 @@ pub fn records(
         if *record.warc_type() != RecordType::Conversion {
             continue;
         }
-        let id = record.header(WarcHeader::RecordID).map(|v| {
-            v.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        });
+        let id = record
+            .header(WarcHeader::RecordID)
+            .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_string());
         let url = record.header(WarcHeader::TargetURI).map(|v| v.into_owned());
         let mut meta = BTreeMap::new();
         meta.insert("warc_date".to_string(), record.date().to_rfc3339());
-        if let Some(langs) = record.header(WarcHeader::Unknown(
-            "warc-identified-content-language".to_string(),
-        )) {
+        if let Some(langs) =
+            record.header(WarcHeader::Unknown("warc-identified-content-language".to_string()))
+        {
             meta.insert("cc_languages".to_string(), langs.into_owned());
         }
         let text = match String::from_utf8(record.body().to_vec()) {
@@ -93,10 +87,7 @@ pub fn records(
                     origin,
                     OP,
                     "invalid_utf8",
-                    format!(
-                        "invalid UTF-8 at byte {} of the body",
-                        e.utf8_error().valid_up_to()
-                    ),
+                    format!("invalid UTF-8 at byte {} of the body", e.utf8_error().valid_up_to()),
                     id,
                 )))
             }

@@ -1,0 +1,284 @@
+//! `normalize`: Unicode NFC, HTML entities, whitespace and control characters, boilerplate
+//! lines (cookie banners, navigation menus, "share this" rows), paragraph boundaries kept.
+//! Stateless.
+
+use crate::doc::{Doc, Reject};
+use crate::filter::{split_docs, Verdict};
+use crate::stats::StatsRegistry;
+use crate::Epoch;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+
+/// `[normalize]` in the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizeConfig {
+    /// Decode HTML entities (`&amp;`, `&#8217;`, …), common in WET text.
+    #[serde(default = "yes")]
+    pub html_entities: bool,
+    /// Drop boilerplate lines (see `boilerplate_phrases` and menu detection).
+    #[serde(default = "yes")]
+    pub drop_boilerplate: bool,
+    /// A short line (< 160 characters) containing one of these (case-insensitive) is boilerplate.
+    #[serde(default = "default_phrases")]
+    pub boilerplate_phrases: Vec<String>,
+    /// Documents where more than this fraction of characters are U+FFFD, private-use or
+    /// non-characters are rejected as `invalid_codepoints`.
+    #[serde(default = "default_max_invalid_fraction")]
+    pub max_invalid_fraction: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_phrases() -> Vec<String> {
+    [
+        "cookie",
+        "accept all",
+        "privacy policy",
+        "terms of use",
+        "terms and conditions",
+        "all rights reserved",
+        "share this",
+        "share on",
+        "follow us",
+        "sign in",
+        "log in",
+        "subscribe",
+        "newsletter",
+        "skip to content",
+        "click here",
+        "read more",
+        "back to top",
+        "powered by",
+        "javascript is disabled",
+        "enable javascript",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_max_invalid_fraction() -> f64 {
+    0.01
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            html_entities: true,
+            drop_boilerplate: true,
+            boilerplate_phrases: default_phrases(),
+            max_invalid_fraction: default_max_invalid_fraction(),
+        }
+    }
+}
+
+/// The normalization logic, usable without a dataflow.
+#[derive(Clone)]
+pub struct Normalizer {
+    cfg: NormalizeConfig,
+    phrases: Vec<String>,
+}
+
+/// Characters that carry no text: zero-width space, BOM, word joiner, soft hyphen. ZWJ and
+/// ZWNJ (U+200C/D) are kept: Indic and Arabic-script orthography needs them.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}' | '\u{FEFF}' | '\u{2060}' | '\u{00AD}')
+}
+
+fn is_invalid(c: char) -> bool {
+    let u = c as u32;
+    c == '\u{FFFD}'
+        || (0xE000..=0xF8FF).contains(&u)
+        || u >= 0xF0000
+        || (0xFDD0..=0xFDEF).contains(&u)
+        || (u & 0xFFFE) == 0xFFFE
+}
+
+impl Normalizer {
+    pub fn new(cfg: &NormalizeConfig) -> Self {
+        let phrases = cfg.boilerplate_phrases.iter().map(|p| p.to_lowercase()).collect();
+        Normalizer { cfg: cfg.clone(), phrases }
+    }
+
+    /// The normalized text, or the reject reason and detail.
+    pub fn normalize(&self, text: &str) -> Result<String, (&'static str, String)> {
+        let decoded;
+        let mut text = text;
+        if self.cfg.html_entities && text.contains('&') {
+            decoded = html_escape::decode_html_entities(text).into_owned();
+            text = &decoded;
+        }
+        let composed;
+        if is_nfc_quick(text.chars()) != IsNormalized::Yes {
+            composed = text.nfc().collect::<String>();
+            text = &composed;
+        }
+        let mut invalid = 0usize;
+        let mut total = 0usize;
+        let mut cleaned = String::with_capacity(text.len());
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            total += 1;
+            match c {
+                '\r' => {
+                    if chars.peek() != Some(&'\n') {
+                        cleaned.push('\n');
+                    }
+                }
+                '\n' => cleaned.push('\n'),
+                c if c.is_whitespace() => cleaned.push(' '),
+                c if c.is_control() || is_invisible(c) => {}
+                c => {
+                    if is_invalid(c) {
+                        invalid += 1;
+                    }
+                    cleaned.push(c)
+                }
+            }
+        }
+        if total > 0 && invalid as f64 / total as f64 > self.cfg.max_invalid_fraction {
+            return Err((
+                "invalid_codepoints",
+                format!("{invalid} of {total} characters are U+FFFD, private-use or non-characters"),
+            ));
+        }
+        let mut out = String::with_capacity(cleaned.len());
+        let mut blank_pending = false;
+        for line in cleaned.split('\n') {
+            let line = collapse_spaces(line);
+            if line.is_empty() {
+                blank_pending = !out.is_empty();
+                continue;
+            }
+            if self.cfg.drop_boilerplate && self.is_boilerplate(&line) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(if blank_pending { "\n\n" } else { "\n" });
+            }
+            blank_pending = false;
+            out.push_str(&line);
+        }
+        if out.chars().all(|c| !c.is_alphanumeric()) {
+            return Err(("empty_after_normalize", "no letters or digits left after normalization".into()));
+        }
+        Ok(out)
+    }
+
+    /// Boilerplate: a short line with a boilerplate phrase, or a navigation menu (three or
+    /// more short items between separators).
+    pub fn is_boilerplate(&self, line: &str) -> bool {
+        if line.chars().count() < 160 {
+            let lower = line.to_lowercase();
+            if self.phrases.iter().any(|p| lower.contains(p.as_str())) {
+                return true;
+            }
+        }
+        let items: Vec<&str> =
+            line.split(['|', '•', '·', '»', '›']).map(str::trim).filter(|s| !s.is_empty()).collect();
+        items.len() >= 3 && items.iter().all(|i| i.split(' ').count() <= 3)
+    }
+}
+
+fn collapse_spaces(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for word in line.split(' ').filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// Normalizes the text of every document.
+pub trait Normalize<'s> {
+    fn normalize(
+        self,
+        cfg: &NormalizeConfig,
+        stats: &StatsRegistry,
+    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>);
+
+    fn normalize_named(
+        self,
+        name: &str,
+        cfg: &NormalizeConfig,
+        stats: &StatsRegistry,
+    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>);
+}
+
+impl<'s> Normalize<'s> for VecCollection<'s, Epoch, Doc> {
+    fn normalize(
+        self,
+        cfg: &NormalizeConfig,
+        stats: &StatsRegistry,
+    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>) {
+        self.normalize_named("normalize", cfg, stats)
+    }
+
+    fn normalize_named(
+        self,
+        name: &str,
+        cfg: &NormalizeConfig,
+        stats: &StatsRegistry,
+    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>) {
+        let normalizer = Normalizer::new(cfg);
+        let op = name.to_string();
+        split_docs(self, name, stats, move |mut doc| -> Verdict {
+            match normalizer.normalize(&doc.text) {
+                Ok(text) => {
+                    doc.text = text;
+                    Ok(doc)
+                }
+                Err((reason, detail)) => {
+                    Err(Reject::new(doc.source.clone(), &op, reason, detail, Some(doc.id)))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(text: &str) -> Result<String, (&'static str, String)> {
+        Normalizer::new(&NormalizeConfig::default()).normalize(text)
+    }
+
+    #[test]
+    fn nfc_entities_whitespace_and_paragraphs() {
+        // "e" + combining acute -> "é"; entities decoded; tabs and NBSP become spaces.
+        let got =
+            norm("Cafe\u{301} &amp; caf&eacute;\tok\u{00A0} x\r\n\r\n\n\nNext\u{200B} para  here").unwrap();
+        assert_eq!(got, "Café & café ok x\n\nNext para here");
+    }
+
+    #[test]
+    fn keeps_zwj_and_zwnj_for_indic_text() {
+        let text = "क्\u{200D}ष और न\u{200C}हीं";
+        assert_eq!(norm(text).unwrap(), text);
+    }
+
+    #[test]
+    fn drops_boilerplate_lines_but_keeps_text() {
+        let text = "Home | About | Contact | Blog\nThis website uses cookies.\nहर व्यक्ति को स्वतंत्रता का अधिकार है।\nShare this: Facebook\n© 2024 All rights reserved";
+        assert_eq!(norm(text).unwrap(), "हर व्यक्ति को स्वतंत्रता का अधिकार है।");
+    }
+
+    #[test]
+    fn rejects_empty_symbol_only_and_invalid_text() {
+        assert_eq!(norm("").unwrap_err().0, "empty_after_normalize");
+        assert_eq!(norm(" \n\t ").unwrap_err().0, "empty_after_normalize");
+        assert_eq!(norm("!!! ??? ... 🙂🙂").unwrap_err().0, "empty_after_normalize");
+        assert_eq!(norm("abc \u{FFFD}\u{FFFD}\u{FFFD} def").unwrap_err().0, "invalid_codepoints");
+        assert_eq!(norm("\u{E000}\u{E001} text").unwrap_err().0, "invalid_codepoints");
+    }
+
+    #[test]
+    fn large_text_is_handled() {
+        let text = "word ".repeat(10 << 20);
+        assert_eq!(norm(&text).unwrap().len(), 5 * (10 << 20) - 1);
+    }
+}
