@@ -170,6 +170,16 @@ pub fn words(text: &str) -> Vec<&str> {
     out
 }
 
+/// Words in a line for C4's per-line minimum: space-separated tokens, as C4 counts them,
+/// or dictionary words for scripts written without spaces.
+fn line_words(line: &str) -> usize {
+    if line.chars().any(needs_dictionary) {
+        words(line).len()
+    } else {
+        line.split_whitespace().count()
+    }
+}
+
 const TERMINAL: &[char] =
     &['.', '!', '?', '"', '”', '’', '\'', '।', '॥', '۔', '؟', '…', '。', '！', '？', '»', ')'];
 const POLICY: &[&str] =
@@ -190,11 +200,13 @@ impl QualityFilter {
     pub fn check(&self, text: &str, lang: Option<&str>) -> Result<String, (&'static str, String)> {
         let code = lang.map(|l| l.split(['_', '-']).next().unwrap_or(l));
         let text = if self.cfg.c4.enabled { self.c4(text, code)? } else { text.to_string() };
+        // One segmentation serves the Gopher and repetition rules.
+        let words = words(&text);
         if self.cfg.gopher.enabled {
-            self.gopher(&text, code)?;
+            self.gopher(&text, &words, code)?;
         }
         if self.cfg.repetition.enabled {
-            self.repetition(&text)?;
+            self.repetition(&text, &words)?;
         }
         if self.cfg.length.enabled {
             let n = text.chars().count();
@@ -228,7 +240,7 @@ impl QualityFilter {
                 let line_lower = line.to_lowercase();
                 if line.is_empty()
                     || (c.filter_no_terminal_punct && !punct_exempt && !line.ends_with(TERMINAL))
-                    || words(line).len() < c.min_words_per_line
+                    || line_words(line) < c.min_words_per_line
                     || line.split_whitespace().any(|w| w.chars().count() > c.max_word_length)
                     || (c.filter_javascript && line_lower.contains("javascript"))
                     || (c.filter_policy && POLICY.iter().any(|p| line_lower.contains(p)))
@@ -257,9 +269,8 @@ impl QualityFilter {
         Ok(kept)
     }
 
-    fn gopher(&self, text: &str, lang: Option<&str>) -> Result<(), (&'static str, String)> {
+    fn gopher(&self, text: &str, words: &[&str], lang: Option<&str>) -> Result<(), (&'static str, String)> {
         let g = &self.cfg.gopher;
-        let words = words(text);
         let n = words.len();
         if n < g.min_doc_words {
             return Err(("gopher_short_doc", format!("{n} words < {}", g.min_doc_words)));
@@ -306,7 +317,7 @@ impl QualityFilter {
         Ok(())
     }
 
-    fn repetition(&self, text: &str) -> Result<(), (&'static str, String)> {
+    fn repetition(&self, text: &str, words: &[&str]) -> Result<(), (&'static str, String)> {
         let r = &self.cfg.repetition;
         let paragraphs: Vec<&str> = text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).collect();
         let (dup, dup_chars) = duplicates(&paragraphs);
@@ -329,7 +340,6 @@ impl QualityFilter {
         if line_chars > 0 && dup_chars as f64 / line_chars as f64 > r.max_dup_line_char_fraction {
             return Err(("gopher_repetition", "duplicate line characters".into()));
         }
-        let words = words(text);
         let lens: Vec<usize> = words.iter().map(|w| w.chars().count()).collect();
         let total: usize = lens.iter().sum();
         if total == 0 {
