@@ -230,3 +230,48 @@ fn the_pipeline_labels_filters_and_explains_every_rejection() {
     let vie = rows.iter().find(|r| r.shard.ends_with(".parquet") && r.lang == "vi_Latn").unwrap();
     assert!(!vie.meta.as_deref().unwrap().contains("source_lang"), "vie_Latn and vi_Latn are the same code");
 }
+
+#[test]
+fn hostile_text_gets_a_reason_never_a_panic() {
+    let n = Normalizer::new(&NormalizeConfig::default());
+    let id = identifier();
+    let q = QualityFilter::new(&QualityConfig::default());
+    let hindi = udhr().into_iter().find(|(c, p)| c == "hin" && p.len() > 300).unwrap().1;
+    let huge = hindi.repeat((50 << 20) / hindi.len());
+    let mixed =
+        format!("{} {}", hindi, "The quick brown fox jumps over the lazy dog again and again. ".repeat(30));
+    let cases: Vec<(&str, String)> = vec![
+        ("empty", String::new()),
+        ("punctuation", "?!.,;:()[]…—".repeat(50)),
+        ("emoji", "😀🎉🔥".repeat(100)),
+        ("digits", "0123456789 ".repeat(100)),
+        ("50 MB", huge),
+        ("mixed scripts", mixed),
+        ("invalid code points", format!("{}\u{FFFD}\u{FFFD}\u{E000}{}", "\u{FFFD}".repeat(40), hindi)),
+    ];
+    for (name, text) in cases {
+        let verdict = n
+            .normalize(&text)
+            .map_err(|(r, _)| r.to_string())
+            .and_then(|t| id.check(&t).map(|found| (t, found)).map_err(|r| r.reason.to_string()))
+            .and_then(|(t, found)| {
+                q.check(&t, Some(&found.lang.to_string())).map_err(|(r, _)| r.to_string())
+            });
+        let reason = verdict.expect_err(name);
+        assert!(!reason.is_empty(), "{name}");
+        eprintln!("{name}: {reason}");
+    }
+}
+
+#[test]
+fn whatlang_backend_is_selectable() {
+    use xinstruct_operators::lang_id::Backend;
+    let cfg = LangIdConfig { backend: Backend::Whatlang, ..Default::default() };
+    let id = LangIdentifier::new(&cfg).unwrap();
+    assert_eq!(id.backend_name(), "whatlang");
+    let udhr = udhr();
+    for lang in ["hin", "tha", "vie", "tur", "fin", "eng"] {
+        let p = &udhr.iter().find(|(c, p)| c == lang && p.chars().count() > 200).unwrap().1;
+        assert_eq!(id.identify(p).unwrap().lang.to_string(), expected(lang), "{lang}");
+    }
+}
