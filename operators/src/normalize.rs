@@ -77,7 +77,8 @@ impl Default for NormalizeConfig {
 #[derive(Clone)]
 pub struct Normalizer {
     cfg: NormalizeConfig,
-    phrases: Vec<String>,
+    /// The boilerplate phrases, matched case-insensitively in one pass over a line.
+    phrases: aho_corasick::AhoCorasick,
 }
 
 /// Characters that carry no text: zero-width space, BOM, word joiner, soft hyphen. ZWJ and
@@ -97,7 +98,10 @@ fn is_invalid(c: char) -> bool {
 
 impl Normalizer {
     pub fn new(cfg: &NormalizeConfig) -> Self {
-        let phrases = cfg.boilerplate_phrases.iter().map(|p| p.to_lowercase()).collect();
+        let phrases = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(cfg.boilerplate_phrases.iter().map(|p| p.to_lowercase()))
+            .expect("boilerplate phrases build an automaton");
         Normalizer { cfg: cfg.clone(), phrases }
     }
 
@@ -169,14 +173,14 @@ impl Normalizer {
     /// Boilerplate: a short line with a boilerplate phrase, or a navigation menu (three or
     /// more short items between separators).
     pub fn is_boilerplate(&self, line: &str) -> bool {
-        if line.chars().count() < 160 {
-            let lower = line.to_lowercase();
-            if self.phrases.iter().any(|p| lower.contains(p.as_str())) {
-                return true;
-            }
+        const SEPARATORS: [char; 5] = ['|', '•', '·', '»', '›'];
+        if line.len() < 640 && line.chars().count() < 160 && self.phrases.is_match(line) {
+            return true;
         }
-        let items: Vec<&str> =
-            line.split(['|', '•', '·', '»', '›']).map(str::trim).filter(|s| !s.is_empty()).collect();
+        if !line.contains(SEPARATORS) {
+            return false;
+        }
+        let items: Vec<&str> = line.split(SEPARATORS).map(str::trim).filter(|s| !s.is_empty()).collect();
         items.len() >= 3 && items.iter().all(|i| i.split(' ').count() <= 3)
     }
 }

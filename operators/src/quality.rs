@@ -146,6 +146,10 @@ pub struct QualityConfig {
     pub length: LengthConfig,
 }
 
+/// Built once: constructing a dictionary segmenter costs far more than segmenting a document.
+static DICTIONARY_SEGMENTER: std::sync::LazyLock<icu_segmenter::WordSegmenterBorrowed<'static>> =
+    std::sync::LazyLock::new(|| WordSegmenter::new_dictionary(WordBreakInvariantOptions::default()));
+
 /// True for characters of scripts written without spaces between words.
 fn needs_dictionary(c: char) -> bool {
     matches!(c as u32, 0x0E00..=0x0EFF | 0x1780..=0x17FF | 0x1000..=0x109F)
@@ -157,9 +161,8 @@ pub fn words(text: &str) -> Vec<&str> {
     if !text.chars().any(needs_dictionary) {
         return text.unicode_words().collect();
     }
-    let segmenter = WordSegmenter::new_dictionary(WordBreakInvariantOptions::default());
     let mut out = Vec::new();
-    let mut iter = segmenter.segment_str(text);
+    let mut iter = DICTIONARY_SEGMENTER.segment_str(text);
     let mut prev = 0;
     while let Some(bp) = iter.next() {
         if bp > prev && iter.is_word_like() {
@@ -180,10 +183,49 @@ fn line_words(line: &str) -> usize {
     }
 }
 
-const TERMINAL: &[char] =
-    &['.', '!', '?', '"', '”', '’', '\'', '।', '॥', '۔', '؟', '…', '。', '！', '？', '»', ')'];
-const POLICY: &[&str] =
-    &["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"];
+/// Sentence-final punctuation, including the Devanagari danda and the Urdu full stop.
+fn is_terminal(c: char) -> bool {
+    matches!(
+        c,
+        '.' | '!'
+            | '?'
+            | '"'
+            | '”'
+            | '’'
+            | '\''
+            | '।'
+            | '॥'
+            | '۔'
+            | '؟'
+            | '…'
+            | '。'
+            | '！'
+            | '？'
+            | '»'
+            | ')'
+    )
+}
+/// Case-insensitive matchers of C4's line and document rules, built once.
+fn matcher(patterns: &[&str]) -> aho_corasick::AhoCorasick {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(patterns)
+        .expect("static patterns")
+}
+static POLICY: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    matcher(&[
+        "terms of use",
+        "privacy policy",
+        "cookie policy",
+        "uses cookies",
+        "use of cookies",
+        "use cookies",
+    ])
+});
+static JAVASCRIPT: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| matcher(&["javascript"]));
+static LOREM: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| matcher(&["lorem ipsum"]));
 
 /// The quality logic, usable without a dataflow.
 #[derive(Clone)]
@@ -223,8 +265,7 @@ impl QualityFilter {
 
     fn c4(&self, text: &str, lang: Option<&str>) -> Result<String, (&'static str, String)> {
         let c = &self.cfg.c4;
-        let lower = text.to_lowercase();
-        if c.filter_lorem_ipsum && lower.contains("lorem ipsum") {
+        if c.filter_lorem_ipsum && LOREM.is_match(text) {
             return Err(("c4_lorem_ipsum", "contains 'lorem ipsum'".into()));
         }
         if c.filter_curly_bracket && text.contains('{') {
@@ -237,17 +278,19 @@ impl QualityFilter {
             let mut para_out = String::new();
             for line in para.split('\n') {
                 let line = line.trim();
-                let line_lower = line.to_lowercase();
                 if line.is_empty()
-                    || (c.filter_no_terminal_punct && !punct_exempt && !line.ends_with(TERMINAL))
+                    || (c.filter_no_terminal_punct
+                        && !punct_exempt
+                        && !line.chars().next_back().is_some_and(is_terminal))
                     || line_words(line) < c.min_words_per_line
-                    || line.split_whitespace().any(|w| w.chars().count() > c.max_word_length)
-                    || (c.filter_javascript && line_lower.contains("javascript"))
-                    || (c.filter_policy && POLICY.iter().any(|p| line_lower.contains(p)))
+                    || (line.len() > c.max_word_length
+                        && line.split_whitespace().any(|w| w.chars().count() > c.max_word_length))
+                    || (c.filter_javascript && JAVASCRIPT.is_match(line))
+                    || (c.filter_policy && POLICY.is_match(line))
                 {
                     continue;
                 }
-                sentences += line.matches(TERMINAL).count().max(1);
+                sentences += line.chars().filter(|c| is_terminal(*c)).count().max(1);
                 if !para_out.is_empty() {
                     para_out.push('\n');
                 }
@@ -309,7 +352,20 @@ impl QualityFilter {
             return Err(("gopher_alpha_words", format!("{alpha} of {n} words contain a letter")));
         }
         if let Some(stop) = lang.map(stopwords).filter(|s| !s.is_empty()) {
-            let found = words.iter().filter(|w| stop.contains(&w.to_lowercase().as_str())).count();
+            // Stop words are short: compare only words of a stop word's length.
+            let max_len = stop.iter().map(|s| s.len()).max().unwrap_or(0);
+            let found = words
+                .iter()
+                .filter(|w| w.len() <= max_len)
+                .filter(|w| {
+                    if w.chars().any(char::is_uppercase) {
+                        stop.contains(&w.to_lowercase().as_str())
+                    } else {
+                        stop.contains(w)
+                    }
+                })
+                .take(g.min_stop_words)
+                .count();
             if found < g.min_stop_words {
                 return Err(("gopher_stop_words", format!("{found} stop words < {}", g.min_stop_words)));
             }
@@ -345,36 +401,38 @@ impl QualityFilter {
         if total == 0 {
             return Ok(());
         }
+        // Each word is hashed once; an n-gram's key combines its words' hashes.
+        let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
+        // A longer n-gram repeats only where a shorter one does, so once nothing repeats (or the
+        // duplicated share is under every later threshold) the longer passes can be skipped.
         for &(n, max) in &r.top_ngrams {
             if words.len() < n {
                 continue;
             }
-            let mut counts: HashMap<u64, (usize, usize)> = HashMap::new();
+            let mut counts: HashMap<u64, (usize, usize), Prehashed> =
+                HashMap::with_capacity_and_hasher(words.len(), Prehashed);
             for i in 0..=words.len() - n {
                 let e =
-                    counts.entry(ngram_hash(&words[i..i + n])).or_insert((0, lens[i..i + n].iter().sum()));
+                    counts.entry(ngram_hash(&hashes[i..i + n])).or_insert((0, lens[i..i + n].iter().sum()));
                 e.0 += 1;
             }
-            if let Some((count, chars)) =
-                counts.values().filter(|(c, _)| *c > 1).max_by_key(|(c, l)| (*c, *l))
-            {
-                let share = (count * chars) as f64 / total as f64;
-                if share > max {
-                    return Err((
-                        "gopher_repetition",
-                        format!("top {n}-gram covers {share:.3} of characters"),
-                    ));
-                }
+            let Some((count, chars)) = counts.values().filter(|(c, _)| *c > 1).max_by_key(|(c, l)| (*c, *l))
+            else {
+                break;
+            };
+            let share = (count * chars) as f64 / total as f64;
+            if share > max {
+                return Err(("gopher_repetition", format!("top {n}-gram covers {share:.3} of characters")));
             }
         }
-        for &(n, max) in &r.dup_ngrams {
+        for (k, &(n, max)) in r.dup_ngrams.iter().enumerate() {
             if words.len() < n {
                 continue;
             }
-            let mut seen: HashSet<u64> = HashSet::new();
+            let mut seen: HashSet<u64, Prehashed> = HashSet::with_capacity_and_hasher(words.len(), Prehashed);
             let mut covered = vec![false; words.len()];
             for i in 0..=words.len() - n {
-                if !seen.insert(ngram_hash(&words[i..i + n])) {
+                if !seen.insert(ngram_hash(&hashes[i..i + n])) {
                     covered[i..i + n].iter_mut().for_each(|c| *c = true);
                 }
             }
@@ -386,6 +444,11 @@ impl QualityFilter {
                     format!("duplicated {n}-grams cover {share:.3} of characters"),
                 ));
             }
+            // Coverage only shrinks as n grows; stop when it is under every remaining limit.
+            let later = r.dup_ngrams[k + 1..].iter().filter(|(m, _)| *m > n).map(|(_, t)| *t);
+            if later.fold(f64::INFINITY, f64::min) >= share {
+                break;
+            }
         }
         Ok(())
     }
@@ -393,7 +456,7 @@ impl QualityFilter {
 
 /// (number of items seen before, characters in them)
 fn duplicates(items: &[&str]) -> (usize, usize) {
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<u64, Prehashed> = HashSet::default();
     let (mut n, mut chars) = (0, 0);
     for item in items {
         if !seen.insert(xxh3_64(item.as_bytes())) {
@@ -404,12 +467,34 @@ fn duplicates(items: &[&str]) -> (usize, usize) {
     (n, chars)
 }
 
-fn ngram_hash(words: &[&str]) -> u64 {
-    let mut h = 0u64;
-    for w in words {
-        h = h.rotate_left(17) ^ xxh3_64(w.as_bytes());
+/// Combines word hashes into an n-gram key (order-sensitive).
+fn ngram_hash(word_hashes: &[u64]) -> u64 {
+    word_hashes.iter().fold(0u64, |h, w| h.rotate_left(17) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Keys here are already hashes; hashing them again would only cost time.
+#[derive(Default, Clone, Copy)]
+struct Prehashed;
+
+impl std::hash::BuildHasher for Prehashed {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
     }
-    h
+}
+
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64(bytes);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// Applies the quality rules to every document.

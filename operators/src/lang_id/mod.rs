@@ -102,7 +102,7 @@ fn default_min_paragraph_chars() -> usize {
     40
 }
 fn default_sample_chars() -> usize {
-    600
+    320
 }
 fn default_min_majority() -> f64 {
     0.6
@@ -219,8 +219,9 @@ impl LangIdentifier {
                 majority_fraction: None,
             });
         }
-        // Evenly spaced voters, each reading an equal share of the budget (at least 120 chars).
-        let voters = paragraphs.len().min((self.cfg.sample_chars / 120).max(2));
+        // Evenly spaced voters, each reading an equal share of the budget (at least 80
+        // characters: below that fastText's accuracy drops, see docs/benchmarks.md).
+        let voters = paragraphs.len().min((self.cfg.sample_chars / 80).max(2));
         let share = self.cfg.sample_chars / voters;
         // label -> (weight, weighted confidence) for first and second choices.
         let mut first: BTreeMap<LangCode, (f64, f64)> = BTreeMap::new();
