@@ -6,6 +6,7 @@ pub mod manifest;
 pub mod models;
 pub mod pipeline;
 pub mod sink;
+pub mod sql;
 pub mod store;
 
 pub use xinstruct_operators as operators;

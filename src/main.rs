@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xinstruct::config::{Config, OperatorName, DEFAULT_TOML};
 use xinstruct::pipeline::{self, Cluster, RunOptions, RunSummary};
+use xinstruct::sql::{OutputFormat, SqlSession, CANNED};
 use xinstruct::store::Store;
 use xinstruct_operators::lang_id::{Backend, LangIdentifier};
 use xinstruct_operators::normalize::Normalizer;
@@ -80,6 +81,29 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         verdict: bool,
+    },
+    /// SQL over a dataset (tables pairs, rejects, stats, shards, epochs), local or on S3.
+    /// With no statement, --file or --query: an interactive shell.
+    Sql {
+        /// The statement to run.
+        statement: Option<String>,
+        /// The dataset: an output folder or s3://bucket/prefix.
+        #[arg(long, default_value = "xinstruct-demo/dataset")]
+        data: String,
+        /// Run the statement in this file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Run a canned query from queries/ (see --list).
+        #[arg(long)]
+        query: Option<String>,
+        /// List the canned queries.
+        #[arg(long)]
+        list: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Allow statements that write (COPY, CREATE EXTERNAL TABLE, INSERT).
+        #[arg(long)]
+        allow_write: bool,
     },
     /// Model files: list them, fetch them into the cache (default: all), verify checksums.
     Models {
@@ -178,6 +202,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run { input, common } => run(input, common, false, None),
         Command::Langid { config, verdict } => langid(config.as_deref(), verdict),
         Command::Models { action } => models(action),
+        Command::Sql { statement, data, file, query, list, format, allow_write } => {
+            sql(statement, &data, file, query, list, format, allow_write)
+        }
         Command::Watch { input, interval, common } => run(input, common, true, interval),
         Command::Demo { output, config, workers, stats_json, no_progress } => {
             let input_dir = output.join("input");
@@ -260,6 +287,103 @@ fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Res
     eprint!("{}", xinstruct::summary::render(&summary));
     save_stats(&summary, &output, common.stats_json.as_deref())?;
     Ok(summary.exit_code())
+}
+
+fn sql(
+    statement: Option<String>,
+    data: &str,
+    file: Option<PathBuf>,
+    query: Option<String>,
+    list: bool,
+    format: OutputFormat,
+    allow_write: bool,
+) -> Result<i32> {
+    if list {
+        for (name, text) in CANNED {
+            println!("{name:<20} {}", xinstruct::sql::describe(text));
+        }
+        return Ok(0);
+    }
+    let text = match (statement, file, query) {
+        (Some(s), None, None) => Some(s),
+        (None, Some(f), None) => {
+            Some(std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?)
+        }
+        (None, None, Some(name)) => Some(
+            CANNED
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.to_string())
+                .with_context(|| format!("no canned query '{name}' (see xinst sql --list)"))?,
+        ),
+        (None, None, None) => None,
+        _ => bail!("give one of: a statement, --file or --query"),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let session = SqlSession::open(data, allow_write).await?;
+        match text {
+            Some(text) => {
+                let batches = session.query(&text).await?;
+                print!("{}", xinstruct::sql::render(&batches, format)?);
+                if format == OutputFormat::Table {
+                    println!();
+                }
+                Ok(0)
+            }
+            None => shell(&session, format).await,
+        }
+    })
+}
+
+/// The interactive SQL shell: line editing and history (rustyline); statements end with `;`.
+async fn shell(session: &SqlSession, format: OutputFormat) -> Result<i32> {
+    use rustyline::error::ReadlineError;
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = xinstruct::models::cache_dir().join("sql_history.txt");
+    let _ = editor.load_history(&history);
+    eprintln!("xinstruct SQL: tables pairs, rejects, stats, shards, epochs; .queries lists canned queries, .quit exits");
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "xinst> " } else { "   ... " };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                let trimmed = line.trim();
+                if buffer.is_empty() && matches!(trimmed, ".quit" | ".exit" | "\\q") {
+                    break;
+                }
+                if buffer.is_empty() && trimmed == ".queries" {
+                    for (name, text) in CANNED {
+                        println!("{name:<20} {}", xinstruct::sql::describe(text));
+                    }
+                    continue;
+                }
+                if buffer.is_empty() && trimmed == ".tables" {
+                    buffer.push_str("SHOW TABLES;");
+                } else {
+                    buffer.push_str(&line);
+                    buffer.push('\n');
+                }
+                if !buffer.trim_end().ends_with(';') {
+                    continue;
+                }
+                let statement = std::mem::take(&mut buffer);
+                let _ = editor.add_history_entry(statement.trim());
+                match session.query(&statement).await {
+                    Ok(batches) => println!("{}", xinstruct::sql::render(&batches, format)?),
+                    Err(e) => eprintln!("error: {e:#}"),
+                }
+            }
+            Err(ReadlineError::Interrupted) => buffer.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(dir) = history.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = editor.save_history(&history);
+    Ok(0)
 }
 
 fn models(action: ModelsAction) -> Result<i32> {

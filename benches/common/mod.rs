@@ -124,10 +124,14 @@ pub fn write_corpus(dir: &Path, texts: &[String]) -> (PathBuf, PathBuf) {
 
 /// Runs a Python peer script with arguments; returns the last line of its stdout.
 pub fn run_python(script: &str, args: &[&str]) -> Option<String> {
+    run_python_with(&python(), script, args)
+}
+
+pub fn run_python_with(python: &Path, script: &str, args: &[&str]) -> Option<String> {
     let dir = tempfile::tempdir().ok()?;
     let path = dir.path().join("peer.py");
     std::fs::write(&path, script).ok()?;
-    let out = std::process::Command::new(python()).arg(&path).args(args).output().ok()?;
+    let out = std::process::Command::new(python).arg(&path).args(args).output().ok()?;
     if !out.status.success() {
         eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;

@@ -114,7 +114,8 @@ impl Normalizer {
             text = &decoded;
         }
         let composed;
-        if is_nfc_quick(text.chars()) != IsNormalized::Yes {
+        // Text below U+0300 (Latin-1 and Latin Extended) has nothing to compose.
+        if text.chars().any(|c| c >= '\u{300}') && is_nfc_quick(text.chars()) != IsNormalized::Yes {
             composed = text.nfc().collect::<String>();
             text = &composed;
         }

@@ -347,7 +347,10 @@ impl QualityFilter {
                 format!("{ellipses} of {} lines end in an ellipsis", lines.len()),
             ));
         }
-        let alpha = words.iter().filter(|w| w.chars().any(char::is_alphabetic)).count();
+        let alpha = words
+            .iter()
+            .filter(|w| w.chars().any(|c| c.is_ascii_alphabetic() || (!c.is_ascii() && c.is_alphabetic())))
+            .count();
         if (alpha as f64 / n as f64) < g.min_alpha_words_ratio {
             return Err(("gopher_alpha_words", format!("{alpha} of {n} words contain a letter")));
         }

@@ -8,3 +8,4 @@ mod filters;
 mod incremental;
 mod s3;
 mod sources;
+mod sql;

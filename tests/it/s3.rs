@@ -143,6 +143,31 @@ fn s3_input_and_output_on_a_real_server() {
     ));
     assert_eq!(mixed["docs_read"], 285);
 
+    // SQL over the dataset on the server: the canned queries run as they do locally.
+    for query in ["lang_stats", "rejects_by_reason", "epochs"] {
+        let remote = xinst()
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", server.port))
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .args(["sql", "--format", "csv", "--data", "s3://datasets/from-local", "--query", query])
+            .output()
+            .unwrap();
+        assert!(remote.status.success(), "{query}: {}", String::from_utf8_lossy(&remote.stderr));
+        let local_out = xinst()
+            .args(["sql", "--format", "csv", "--data"])
+            .arg(&local)
+            .args(["--query", query])
+            .output()
+            .unwrap();
+        let (r, l) = (String::from_utf8_lossy(&remote.stdout), String::from_utf8_lossy(&local_out.stdout));
+        if query == "lang_stats" {
+            assert!(r.contains("Hindi"), "{r}");
+            assert_eq!(r, l, "{query}: S3 and local disagree");
+        }
+        assert!(r.lines().count() > 1, "{query}: {r}");
+    }
+
     // A wrong secret is refused by the server's signature check, with a clear error.
     let denied =
         s3_run(&server, "wrong-secret", &["--input", "s3://crawl/CC-sample", "--output", "s3://datasets/y"]);

@@ -41,7 +41,13 @@ impl LangIdBackend for FastTextBackend {
 
     fn predict(&self, text: &str, k: usize) -> Vec<Prediction> {
         // fastText reads one line; NUL cannot cross into C.
-        let line: String = text.chars().map(|c| if c == '\n' || c == '\0' { ' ' } else { c }).collect();
+        let line = if text.contains(['\n', '\0']) {
+            std::borrow::Cow::Owned(
+                text.chars().map(|c| if c == '\n' || c == '\0' { ' ' } else { c }).collect(),
+            )
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
         self.model
             .predict(&line, k as i32, 0.0)
             .unwrap_or_default()

@@ -184,8 +184,10 @@ pub fn latin_check(lang: &str, text: &str, min_stopword_fraction: f64) -> LatinC
         _ => return LatinCheck::Ok,
     };
     let lower = text.to_lowercase();
-    let words: Vec<&str> =
-        lower.split(|c: char| !(c.is_alphanumeric() || c == '-')).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())))
+        .filter(|w| !w.is_empty())
+        .collect();
     if words.is_empty() {
         return LatinCheck::Failed("no words".into());
     }

@@ -1,0 +1,293 @@
+//! SQL over a dataset with DataFusion, local or on S3.
+//!
+//! Tables: `pairs` (the dataset under `lang=xx/`, with `lang` from the Hive partition and the
+//! columns later stages add present as NULL until they run), `rejects`, `stats` (one row per
+//! run and operator, from `stats/*.json`), `shards` and `epochs` (from the manifest). The
+//! session is read-only unless `allow_write`: DDL, DML and COPY are refused.
+
+pub mod udfs;
+
+use crate::manifest::{Manifest, LANG_PREFIX};
+use crate::pipeline::RunSummary;
+use crate::sink::{docs_schema, rejects_schema};
+use crate::store::Store;
+use anyhow::{bail, Context, Result};
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use std::sync::Arc;
+
+/// Canned queries (`queries/*.sql`), compiled in so `--query NAME` works anywhere.
+pub const CANNED: &[(&str, &str)] = &[
+    ("lang_stats", include_str!("../../queries/lang_stats.sql")),
+    ("rejects_by_reason", include_str!("../../queries/rejects_by_reason.sql")),
+    ("label_distribution", include_str!("../../queries/label_distribution.sql")),
+    ("cluster_sizes", include_str!("../../queries/cluster_sizes.sql")),
+    ("dup_clusters", include_str!("../../queries/dup_clusters.sql")),
+    ("top_verbs", include_str!("../../queries/top_verbs.sql")),
+    ("epochs", include_str!("../../queries/epochs.sql")),
+];
+
+/// The one-line question a canned query answers (its first `--` comment).
+pub fn describe(sql: &str) -> &str {
+    sql.lines().find_map(|l| l.trim().strip_prefix("--")).map(str::trim).unwrap_or("")
+}
+
+/// Columns that later stages (generation, evaluation, dedup, diversity) add to the dataset.
+/// They are part of `pairs` from the start, NULL until a stage writes them, so queries and
+/// reports work on a dataset at any stage.
+fn later_columns() -> Vec<Field> {
+    vec![
+        Field::new("instruction", DataType::Utf8, true),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("score", DataType::Float64, true),
+        Field::new("iteration", DataType::UInt32, true),
+        Field::new("model", DataType::Utf8, true),
+        Field::new("cluster_id", DataType::UInt64, true),
+        Field::new("cluster_size", DataType::UInt64, true),
+        Field::new("dup_cluster_id", DataType::Utf8, true),
+        Field::new("dup_cluster_size", DataType::UInt64, true),
+    ]
+}
+
+pub fn pairs_file_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = docs_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(later_columns());
+    Arc::new(Schema::new(fields))
+}
+
+pub struct SqlSession {
+    pub ctx: SessionContext,
+    allow_write: bool,
+}
+
+impl SqlSession {
+    /// Registers the dataset at `data` (a folder or `s3://bucket/prefix`).
+    pub async fn open(data: &str, allow_write: bool) -> Result<SqlSession> {
+        let store = Store::open(data, false).with_context(|| format!("dataset {data}"))?;
+        let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        let root = match &store.local_root {
+            Some(dir) => format!("file://{}/", dir.display()),
+            None => {
+                let url = url::Url::parse(&store.display_root)?;
+                ctx.register_object_store(&url, store.store.clone());
+                format!("{}/{}/", store.display_root, store.prefix)
+            }
+        };
+        let rt_free = store.clone();
+        validate_partitions(&rt_free).await?;
+        let parquet = || Arc::new(ParquetFormat::default());
+        let pairs = ListingOptions::new(parquet())
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("lang".to_string(), DataType::Utf8)]);
+        let table = ListingTableConfig::new(ListingTableUrl::parse(&root)?)
+            .with_listing_options(pairs)
+            .with_schema(pairs_file_schema());
+        ctx.register_table("pairs", Arc::new(ListingTable::try_new(table)?))?;
+        let rejects = ListingOptions::new(parquet()).with_file_extension(".parquet");
+        let table = ListingTableConfig::new(ListingTableUrl::parse(format!("{root}rejects/"))?)
+            .with_listing_options(rejects)
+            .with_schema(rejects_schema());
+        ctx.register_table("rejects", Arc::new(ListingTable::try_new(table)?))?;
+        register_state_tables(&ctx, &store).await?;
+        udfs::register(&ctx);
+        Ok(SqlSession { ctx, allow_write })
+    }
+
+    /// Runs one statement; refuses writes unless the session allows them.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(self.allow_write)
+            .with_allow_dml(self.allow_write)
+            .with_allow_statements(true);
+        let df = match self.ctx.sql_with_options(sql, options).await {
+            Ok(df) => df,
+            Err(e) if !self.allow_write && is_write_refusal(&e) => {
+                bail!("{e}\nthe SQL session is read-only; pass --allow-write to run statements that write")
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !self.allow_write && is_copy(sql) {
+            bail!("COPY writes files; the SQL session is read-only (pass --allow-write)");
+        }
+        Ok(df.collect().await?)
+    }
+}
+
+fn is_write_refusal(e: &datafusion::error::DataFusionError) -> bool {
+    let msg = e.to_string();
+    msg.contains("DDL not supported")
+        || msg.contains("DML not supported")
+        || msg.contains("not supported") && (msg.contains("DDL") || msg.contains("DML"))
+}
+
+fn is_copy(sql: &str) -> bool {
+    sql.trim_start().get(..4).is_some_and(|k| k.eq_ignore_ascii_case("copy"))
+}
+
+/// Partition folders must be `lang=<code>` with a plain code: a value that could escape the
+/// dataset (`..`, slashes, …) is refused before anything reads it.
+async fn validate_partitions(store: &Store) -> Result<()> {
+    let rt_files = {
+        use futures::TryStreamExt;
+        let prefix = (!store.prefix.as_ref().is_empty()).then_some(&store.prefix);
+        let listed: Vec<object_store::ObjectMeta> = store.store.list(prefix).try_collect().await?;
+        listed.into_iter().map(|m| store.rel_of(&m.location)).collect::<Vec<_>>()
+    };
+    for rel in rt_files {
+        let Some(first) = rel.split('/').next() else { continue };
+        if let Some(value) = first.strip_prefix(LANG_PREFIX) {
+            let ok = !value.is_empty()
+                && value.len() <= 32
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                bail!("partition folder '{first}' has an invalid value; refusing to read the dataset");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `stats`, `shards` and `epochs`: small tables built from the run stats and the manifest.
+async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<()> {
+    use object_store::ObjectStoreExt;
+    let manifest_path = store.path(crate::manifest::MANIFEST);
+    let manifest: Manifest = match store.store.get(&manifest_path).await {
+        Ok(got) => serde_json::from_slice(&got.bytes().await?).context("corrupt manifest")?,
+        Err(object_store::Error::NotFound { .. }) => Manifest::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut runs: Vec<RunSummary> = Vec::new();
+    {
+        use futures::TryStreamExt;
+        let stats_dir = store.path("stats");
+        let listed: Vec<object_store::ObjectMeta> = store.store.list(Some(&stats_dir)).try_collect().await?;
+        for meta in listed.iter().filter(|m| m.location.as_ref().ends_with(".json")) {
+            let bytes = store.store.get(&meta.location).await?.bytes().await?;
+            match serde_json::from_slice(&bytes) {
+                Ok(run) => runs.push(run),
+                Err(e) => tracing::warn!(file = %meta.location, error = %e, "skipping unreadable stats file"),
+            }
+        }
+    }
+    runs.sort_by_key(|r| r.started_at_unix_ms);
+
+    let (mut run, mut op, mut docs_in, mut docs_out, mut dropped, mut secs, mut input, mut wall) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in &runs {
+        for (name, s) in &r.operators {
+            run.push(r.started_at_unix_ms as u64);
+            input.push(r.input.clone());
+            wall.push(r.wall_secs);
+            op.push(name.clone());
+            docs_in.push(s.docs_in);
+            docs_out.push(s.docs_out);
+            dropped.push(s.dropped_total());
+            secs.push(s.nanos as f64 / 1e9);
+        }
+    }
+    mem_table(
+        ctx,
+        "stats",
+        vec![
+            ("run_started_ms", Arc::new(UInt64Array::from(run)) as ArrayRef),
+            ("input", Arc::new(StringArray::from(input))),
+            ("wall_secs", Arc::new(Float64Array::from(wall))),
+            ("operator", Arc::new(StringArray::from(op))),
+            ("docs_in", Arc::new(UInt64Array::from(docs_in))),
+            ("docs_out", Arc::new(UInt64Array::from(docs_out))),
+            ("dropped", Arc::new(UInt64Array::from(dropped))),
+            ("secs", Arc::new(Float64Array::from(secs))),
+        ],
+    )?;
+
+    let shards: Vec<_> = manifest.shards.values().collect();
+    mem_table(
+        ctx,
+        "shards",
+        vec![
+            (
+                "uri",
+                Arc::new(StringArray::from_iter_values(shards.iter().map(|s| s.uri.clone()))) as ArrayRef,
+            ),
+            ("epoch", Arc::new(UInt64Array::from_iter_values(shards.iter().map(|s| s.epoch)))),
+            ("size", Arc::new(UInt64Array::from_iter_values(shards.iter().map(|s| s.size)))),
+            ("docs_read", Arc::new(UInt64Array::from_iter_values(shards.iter().map(|s| s.docs)))),
+            ("read_rejects", Arc::new(UInt64Array::from_iter_values(shards.iter().map(|s| s.rejects)))),
+            ("files", Arc::new(UInt64Array::from_iter_values(shards.iter().map(|s| s.files.len() as u64)))),
+            ("file_error", Arc::new(StringArray::from_iter(shards.iter().map(|s| s.file_error.clone())))),
+            (
+                "content_hash",
+                Arc::new(StringArray::from_iter_values(shards.iter().map(|s| s.content_hash.clone()))),
+            ),
+        ],
+    )?;
+    let epochs = &manifest.epochs;
+    mem_table(
+        ctx,
+        "epochs",
+        vec![
+            ("epoch", Arc::new(UInt64Array::from_iter_values(epochs.iter().map(|e| e.epoch))) as ArrayRef),
+            (
+                "committed_at",
+                Arc::new(StringArray::from_iter_values(epochs.iter().map(|e| e.committed_at.clone()))),
+            ),
+            ("shards_added", Arc::new(UInt64Array::from_iter_values(epochs.iter().map(|e| e.shards_added)))),
+            (
+                "shards_replaced",
+                Arc::new(UInt64Array::from_iter_values(epochs.iter().map(|e| e.shards_replaced))),
+            ),
+            ("docs_read", Arc::new(UInt64Array::from_iter_values(epochs.iter().map(|e| e.docs_read)))),
+            ("read_rejects", Arc::new(UInt64Array::from_iter_values(epochs.iter().map(|e| e.read_rejects)))),
+        ],
+    )?;
+    Ok(())
+}
+
+fn mem_table(ctx: &SessionContext, name: &str, columns: Vec<(&str, ArrayRef)>) -> Result<()> {
+    let schema = Arc::new(Schema::new(
+        columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect())?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+    Ok(())
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String> {
+    Ok(match format {
+        OutputFormat::Table => datafusion::arrow::util::pretty::pretty_format_batches(batches)?.to_string(),
+        OutputFormat::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut w = datafusion::arrow::csv::Writer::new(&mut out);
+                for b in batches {
+                    w.write(b)?;
+                }
+            }
+            String::from_utf8(out)?
+        }
+        OutputFormat::Json => {
+            let mut out = Vec::new();
+            {
+                let mut w = datafusion::arrow::json::ArrayWriter::new(&mut out);
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                w.write_batches(&refs)?;
+                w.finish()?;
+            }
+            String::from_utf8(out)?
+        }
+    })
+}
