@@ -5,6 +5,7 @@ pub mod config;
 pub mod manifest;
 pub mod models;
 pub mod pipeline;
+pub mod report;
 pub mod sink;
 pub mod sql;
 pub mod store;

@@ -105,6 +105,15 @@ enum Command {
         #[arg(long)]
         allow_write: bool,
     },
+    /// A self-contained HTML report of a dataset (plus each chart as PNG).
+    Report {
+        /// The dataset: an output folder or s3://bucket/prefix.
+        #[arg(long, default_value = "xinstruct-demo/dataset")]
+        data: String,
+        /// Folder for index.html and charts/*.png.
+        #[arg(long, default_value = "xinstruct-report")]
+        out: PathBuf,
+    },
     /// Model files: list them, fetch them into the cache (default: all), verify checksums.
     Models {
         #[command(subcommand)]
@@ -202,6 +211,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run { input, common } => run(input, common, false, None),
         Command::Langid { config, verdict } => langid(config.as_deref(), verdict),
         Command::Models { action } => models(action),
+        Command::Report { data, out } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let index = rt.block_on(async {
+                let session = SqlSession::open(&data, false).await?;
+                xinstruct::report::build(&session, &data, &out).await
+            })?;
+            println!("{}", index.display());
+            Ok(0)
+        }
         Command::Sql { statement, data, file, query, list, format, allow_write } => {
             sql(statement, &data, file, query, list, format, allow_write)
         }

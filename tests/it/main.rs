@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod filters;
 mod incremental;
+mod report;
 mod s3;
 mod sources;
 mod sql;
