@@ -16,7 +16,10 @@ use xinstruct::sql::{SqlSession, CANNED};
 
 fn write_dataset(root: &Path, rows: usize) {
     let texts = common::texts(20_000);
-    let langs = ["bn_Beng", "en_Latn", "fi_Latn", "hi_Deva", "id_Latn", "sw_Latn", "ta_Taml", "th_Thai", "tr_Latn", "ur_Arab", "vi_Latn"];
+    let langs = [
+        "bn_Beng", "en_Latn", "fi_Latn", "hi_Deva", "id_Latn", "sw_Latn", "ta_Taml", "th_Thai", "tr_Latn",
+        "ur_Arab", "vi_Latn",
+    ];
     let per_file = 50_000;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3).unwrap()))
@@ -41,7 +44,9 @@ fn write_dataset(root: &Path, rows: usize) {
                 Arc::new(arrow::array::StringArray::from(text)),
                 Arc::new(arrow::array::StringArray::from(vec![None::<&str>; m])),
                 Arc::new(arrow::array::StringArray::from(vec!["bench"; m])),
-                Arc::new(arrow::array::UInt64Array::from_iter_values((0..m as u64).map(|i| i + chunk_start as u64))),
+                Arc::new(arrow::array::UInt64Array::from_iter_values(
+                    (0..m as u64).map(|i| i + chunk_start as u64),
+                )),
                 Arc::new(arrow::array::UInt64Array::from(vec![1u64; m])),
                 Arc::new(arrow::array::StringArray::from(vec![None::<&str>; m])),
             ];
@@ -57,7 +62,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rows: usize = std::env::var("XINST_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize =
+        std::env::var("XINST_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let tmp = tempfile::tempdir().unwrap();
     // s3s-fs serves folders as buckets: the dataset is written once, inside the bucket folder.
     let local = tmp.path().join("s3/bench/ds");
@@ -70,7 +76,16 @@ fn main() {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/s3s/bin/s3s-fs"));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut server = std::process::Command::new(&s3s)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "bench", "--secret-key", "bench-secret"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "bench",
+            "--secret-key",
+            "bench-secret",
+        ])
         .arg(tmp.path().join("s3"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
