@@ -79,8 +79,7 @@ impl SqlSession {
                 format!("{}/{}/", store.display_root, store.prefix)
             }
         };
-        let rt_free = store.clone();
-        validate_partitions(&rt_free).await?;
+        validate_partitions(&store).await?;
         let parquet = || Arc::new(ParquetFormat::default());
         let pairs = ListingOptions::new(parquet())
             .with_file_extension(".parquet")
@@ -119,11 +118,10 @@ impl SqlSession {
     }
 }
 
+/// DataFusion's refusal of a statement that SQLOptions forbids ("DDL not supported: …").
 fn is_write_refusal(e: &datafusion::error::DataFusionError) -> bool {
     let msg = e.to_string();
-    msg.contains("DDL not supported")
-        || msg.contains("DML not supported")
-        || msg.contains("not supported") && (msg.contains("DDL") || msg.contains("DML"))
+    msg.contains("not supported") && (msg.contains("DDL") || msg.contains("DML"))
 }
 
 fn is_copy(sql: &str) -> bool {
@@ -133,13 +131,10 @@ fn is_copy(sql: &str) -> bool {
 /// Partition folders must be `lang=<code>` with a plain code: a value that could escape the
 /// dataset (`..`, slashes, …) is refused before anything reads it.
 async fn validate_partitions(store: &Store) -> Result<()> {
-    let rt_files = {
-        use futures::TryStreamExt;
-        let prefix = (!store.prefix.as_ref().is_empty()).then_some(&store.prefix);
-        let listed: Vec<object_store::ObjectMeta> = store.store.list(prefix).try_collect().await?;
-        listed.into_iter().map(|m| store.rel_of(&m.location)).collect::<Vec<_>>()
-    };
-    for rel in rt_files {
+    use futures::TryStreamExt;
+    let prefix = (!store.prefix.as_ref().is_empty()).then_some(&store.prefix);
+    let listed: Vec<object_store::ObjectMeta> = store.store.list(prefix).try_collect().await?;
+    for rel in listed.iter().map(|m| store.rel_of(&m.location)) {
         let Some(first) = rel.split('/').next() else { continue };
         if let Some(value) = first.strip_prefix(LANG_PREFIX) {
             let ok = !value.is_empty()
