@@ -14,6 +14,18 @@ use timely::dataflow::operators::core::OkErr;
 /// What a step decides for one document.
 pub type Verdict = Result<Doc, Reject>;
 
+/// The verdict of a step that rewrites the text: the document with the new text, or a reject
+/// by `operator` with the step's reason and detail.
+pub fn rewrite_text(mut doc: Doc, operator: &str, result: Result<String, (&'static str, String)>) -> Verdict {
+    match result {
+        Ok(text) => {
+            doc.text = text;
+            Ok(doc)
+        }
+        Err((reason, detail)) => Err(Reject::new(doc.source.clone(), operator, reason, detail, Some(doc.id))),
+    }
+}
+
 /// Applies `step` to every document; returns (kept, rejected).
 pub fn split_docs<'s, F>(
     docs: VecCollection<'s, Epoch, Doc>,

@@ -3,7 +3,7 @@
 //! Stateless.
 
 use crate::doc::{Doc, Reject};
-use crate::filter::{split_docs, Verdict};
+use crate::filter::{rewrite_text, split_docs};
 use crate::stats::StatsRegistry;
 use crate::Epoch;
 use differential_dataflow::VecCollection;
@@ -230,16 +230,9 @@ impl<'s> Normalize<'s> for VecCollection<'s, Epoch, Doc> {
     ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>) {
         let normalizer = Normalizer::new(cfg);
         let op = name.to_string();
-        split_docs(self, name, stats, move |mut doc| -> Verdict {
-            match normalizer.normalize(&doc.text) {
-                Ok(text) => {
-                    doc.text = text;
-                    Ok(doc)
-                }
-                Err((reason, detail)) => {
-                    Err(Reject::new(doc.source.clone(), &op, reason, detail, Some(doc.id)))
-                }
-            }
+        split_docs(self, name, stats, move |doc| {
+            let result = normalizer.normalize(&doc.text);
+            rewrite_text(doc, &op, result)
         })
     }
 }

@@ -6,7 +6,7 @@
 //! Stateless.
 
 use crate::doc::{Doc, Reject};
-use crate::filter::{split_docs, Verdict};
+use crate::filter::{rewrite_text, split_docs};
 use crate::lang_id::script::stopwords;
 use crate::stats::StatsRegistry;
 use crate::Epoch;
@@ -533,16 +533,9 @@ impl<'s> Quality<'s> for VecCollection<'s, Epoch, Doc> {
     ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>) {
         let filter = QualityFilter::new(cfg);
         let op = name.to_string();
-        split_docs(self, name, stats, move |mut doc| -> Verdict {
-            match filter.check(&doc.text, doc.lang.as_deref()) {
-                Ok(text) => {
-                    doc.text = text;
-                    Ok(doc)
-                }
-                Err((reason, detail)) => {
-                    Err(Reject::new(doc.source.clone(), &op, reason, detail, Some(doc.id)))
-                }
-            }
+        split_docs(self, name, stats, move |doc| {
+            let result = filter.check(&doc.text, doc.lang.as_deref());
+            rewrite_text(doc, &op, result)
         })
     }
 }

@@ -132,6 +132,16 @@ fn parquet_files(dir: &Path, acc: &mut Vec<PathBuf>) {
     }
 }
 
+/// The record batches of a Parquet file.
+fn batches(file: &Path) -> Vec<arrow::array::RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
 /// All committed document rows under `lang=*/`, sorted (a multiset).
 pub fn read_rows(dataset: &Path) -> Vec<Row> {
     let mut files = Vec::new();
@@ -142,12 +152,7 @@ pub fn read_rows(dataset: &Path) -> Vec<Row> {
         let Some(lang) = rel.strip_prefix("lang=").and_then(|r| r.split('/').next()) else {
             continue;
         };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in batches(&file) {
             let s = |name: &str| batch.column_by_name(name).unwrap().as_string::<i32>().clone();
             let (id, text, url, shard, meta) = (s("id"), s("text"), s("url"), s("shard"), s("meta"));
             let offset = batch.column_by_name("offset").unwrap().as_primitive::<UInt64Type>().clone();
@@ -174,12 +179,7 @@ pub fn read_rejects(dataset: &Path) -> Vec<(String, u64, String)> {
     parquet_files(&dataset.join("rejects"), &mut files);
     let mut out = Vec::new();
     for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in batches(&file) {
             let shard = batch.column_by_name("shard").unwrap().as_string::<i32>().clone();
             let reason = batch.column_by_name("reason").unwrap().as_string::<i32>().clone();
             let offset = batch.column_by_name("offset").unwrap().as_primitive::<UInt64Type>().clone();
