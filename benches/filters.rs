@@ -135,7 +135,7 @@ fn main() {
     let texts = common::texts(docs);
     let tmp = tempfile::tempdir().expect("temp dir");
     let (jsonl_dir, _) = write_corpus(tmp.path(), &texts);
-    let model = xinstruct::models::ensure("lid176").expect("lid176 model");
+    let model = xinstruct::models::lid_model().expect("lid-176 model");
     let id_cfg = LangIdConfig { model: Some(model.clone()), ..Default::default() };
     let identifier = LangIdentifier::new(&id_cfg).expect("load lid.176");
     let normalizer = Normalizer::new(&NormalizeConfig::default());

@@ -134,7 +134,7 @@ enum Command {
 enum ModelsAction {
     /// Models, their cache paths, and whether they are present.
     List,
-    /// Download and verify models (all when no name is given).
+    /// Download and verify models (all when no name is given); also takes Hugging Face Hub ids (org/name).
     Fetch { names: Vec<String> },
     /// Check cached models against their checksums.
     Verify,
@@ -410,7 +410,7 @@ fn models(action: ModelsAction) -> Result<i32> {
         ModelsAction::List => {
             for (name, present, path, description) in models::list() {
                 println!(
-                    "{name:<10} {:<8} {}  {description}",
+                    "{name:<22} {:<8} {}  {description}",
                     if present { "cached" } else { "missing" },
                     path.display()
                 );
@@ -423,7 +423,11 @@ fn models(action: ModelsAction) -> Result<i32> {
                 names
             };
             for name in names {
-                let path = models::fetch(models::spec(&name)?)?;
+                // A known name, or a Hugging Face Hub id (org/name) for users with the internet.
+                let path = match models::spec(&name) {
+                    Ok(spec) => models::fetch(spec)?,
+                    Err(_) => models::resolve(&name)?,
+                };
                 println!("{name}: {}", path.display());
             }
         }
@@ -441,7 +445,7 @@ fn langid(config: Option<&Path>, verdict: bool) -> Result<i32> {
     let config = Config::load(config)?;
     let mut cfg = config.lang_id.clone();
     if cfg.backend == Backend::Fasttext && cfg.model.is_none() {
-        cfg.model = Some(xinstruct::models::ensure("lid176")?);
+        cfg.model = Some(xinstruct::models::lid_model()?);
     }
     let identifier = LangIdentifier::new(&cfg).map_err(anyhow::Error::msg)?;
     let normalizer = Normalizer::new(&config.normalize);

@@ -207,7 +207,7 @@ fn load_lang_id(config: &Config) -> Result<Option<Arc<LangIdentifier>>> {
     }
     let mut cfg = config.lang_id.clone();
     if cfg.backend == Backend::Fasttext && cfg.model.is_none() {
-        cfg.model = Some(crate::models::ensure("lid176")?);
+        cfg.model = Some(crate::models::lid_model()?);
     }
     let identifier = LangIdentifier::new(&cfg).map_err(|e| anyhow!(e))?;
     Ok(Some(Arc::new(identifier)))

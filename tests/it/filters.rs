@@ -24,7 +24,7 @@ pub fn udhr() -> Vec<(String, String)> {
 
 pub fn identifier() -> LangIdentifier {
     let cfg = LangIdConfig {
-        model: Some(xinstruct::models::ensure("lid176").expect("fetch lid176")),
+        model: Some(xinstruct::models::lid_model().expect("fetch lid-176")),
         ..Default::default()
     };
     LangIdentifier::new(&cfg).unwrap()
