@@ -82,6 +82,8 @@ enum Command {
         #[arg(long)]
         verdict: bool,
     },
+    /// Generate text with a model once, for a quick manual check (temperature 0 = greedy).
+    Generate(GenerateArgs),
     /// SQL over a dataset (tables pairs, rejects, stats, shards, epochs), local or on S3.
     /// With no statement, --file or --query: an interactive shell.
     Sql {
@@ -128,6 +130,42 @@ enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// A name from `xinst models list`, a path (GGUF file or model directory), a Hugging Face id,
+    /// or an OpenAI-compatible server URL (http://host:port/v1).
+    #[arg(long, default_value = "gemma-3-270m")]
+    model: String,
+    /// The prompt (raw text; --chat wraps it as one user message in the model's chat template).
+    #[arg(long)]
+    prompt: String,
+    #[arg(long)]
+    chat: bool,
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f32,
+    #[arg(long, default_value_t = 50)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    no_repeat_ngram_size: usize,
+    /// Stop strings (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print token counts and speed to stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -211,6 +249,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run { input, common } => run(input, common, false, None),
         Command::Langid { config, verdict } => langid(config.as_deref(), verdict),
         Command::Models { action } => models(action),
+        Command::Generate(args) => generate(args),
         Command::Report { data, out } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let index = rt.block_on(async {
@@ -516,4 +555,48 @@ fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::Joi
         bar.finish_and_clear();
     });
     (done, handle)
+}
+
+fn generate(a: GenerateArgs) -> Result<i32> {
+    use xinstruct_operators::generate::{EngineConfig, GenRequest, Message, Prompt, SamplingParams};
+    let engine = EngineConfig { device: a.device.clone(), ..EngineConfig::default() };
+    let started = Instant::now();
+    let gen = xinstruct::generation::open(&a.model, &engine)?;
+    let loaded = started.elapsed();
+    let prompt = if a.chat {
+        Prompt::Chat(vec![Message { role: "user".into(), content: a.prompt.clone() }])
+    } else {
+        Prompt::Text(a.prompt.clone())
+    };
+    let params = SamplingParams {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        top_k: a.top_k,
+        repeat_penalty: a.repeat_penalty,
+        no_repeat_ngram_size: a.no_repeat_ngram_size,
+        max_new_tokens: a.max_new_tokens,
+        stop: a.stop.clone(),
+        seed: a.seed,
+        ..SamplingParams::default()
+    };
+    let t = Instant::now();
+    let out = gen.generate(vec![GenRequest { prompt, params }]).pop().context("no result")?;
+    let c = out.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", c.text);
+    if a.verbose {
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "model {} ({}) loaded in {:.2}s; prompt {} tokens{}, generated {} tokens in {:.2}s ({:.1} tok/s), finish: {}",
+            gen.name(),
+            gen.fingerprint(),
+            loaded.as_secs_f64(),
+            c.prompt_tokens,
+            if c.truncated_prompt_tokens > 0 { format!(" ({} truncated)", c.truncated_prompt_tokens) } else { String::new() },
+            c.completion_tokens,
+            s,
+            c.completion_tokens as f64 / s,
+            c.finish.as_str()
+        );
+    }
+    Ok(0)
 }

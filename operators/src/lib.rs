@@ -7,6 +7,7 @@
 
 pub mod doc;
 pub mod filter;
+pub mod generate;
 pub mod lang_id;
 pub mod normalize;
 pub mod quality;

@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 mod crash;
 mod filters;
+mod generate;
 mod incremental;
 mod report;
 mod s3;

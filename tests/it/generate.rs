@@ -1,0 +1,141 @@
+//! The candle engine on the real Gemma-3-270M Q4_K_M GGUF (and SmolLM2 for the llama path).
+
+use std::sync::{Arc, OnceLock};
+use xinstruct::generation::open_local;
+use xinstruct_operators::generate::{
+    CandleGenerator, EngineConfig, GenError, GenRequest, Generator, Message, Prompt, SamplingParams,
+};
+
+/// One engine per max_batch, shared by the tests of this module (loading takes seconds).
+fn gemma(max_batch: usize) -> Arc<CandleGenerator> {
+    static ONE: OnceLock<Arc<CandleGenerator>> = OnceLock::new();
+    static MANY: OnceLock<Arc<CandleGenerator>> = OnceLock::new();
+    let cell = if max_batch == 1 { &ONE } else { &MANY };
+    cell.get_or_init(|| {
+        open_local("gemma-3-270m", &EngineConfig { max_batch, ..EngineConfig::default() })
+            .expect("load gemma-3-270m")
+    })
+    .clone()
+}
+
+fn text(p: &str, max_new_tokens: usize) -> GenRequest {
+    GenRequest { prompt: Prompt::Text(p.to_string()), params: SamplingParams::greedy(max_new_tokens) }
+}
+
+/// Mixed lengths and languages: the reverse-instruction prompt over sample responses.
+fn prompts() -> Vec<String> {
+    let texts = [
+        "Kila mtu ana haki ya kupumzika na kupata starehe.",
+        "Jokaisella on oikeus lepoon ja vapaa-aikaan, niihin luettuina työajan kohtuullinen rajoittaminen ja määräaikainen palkallinen loma.",
+        "ทุกคนมีสิทธิในการพักผ่อนและเวลาว่าง",
+        "Herkes, kanun önünde eşittir ve farksız olarak kanunun eşit korumasından istifade hakkını haizdir. Herkesin bu beyannameye aykırı her türlü ayırdedici muameleye karşı ve böyle bir ayırdedici muamele için yapılacak her türlü kışkırtmaya karşı eşit korunma hakkı vardır.",
+        "Mọi người đều có quyền tự do đi lại và cư trú trong phạm vi lãnh thổ của mỗi quốc gia.",
+    ];
+    texts
+        .iter()
+        .map(|t| {
+            format!(
+                "Below is a text that describes a candidate output. Write an English instruction that can take the given text as an appropriate answer.\n\n### Text:\n{t}\n\n### English Instruction:"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn greedy_output_is_stable() {
+    let out = gemma(1).generate(vec![text("The capital of France is", 12)]).pop().unwrap().unwrap();
+    // Recorded from this engine (Q5_0 matrices requantized to Q8_0, see model.rs); llama.cpp's
+    // greedy continuation of the same GGUF starts the same way (docs/benchmarks.md).
+    assert_eq!(out.text, " the capital of the country of France. It is the largest");
+    assert_eq!(out.completion_tokens, 12);
+    assert_eq!(out.finish.as_str(), "length");
+    assert_eq!(out.prompt_tokens, 6, "BOS + 5 tokens");
+}
+
+#[test]
+fn batched_greedy_equals_one_by_one() {
+    let reqs: Vec<GenRequest> = prompts().iter().map(|p| text(p, 24)).collect();
+    let single: Vec<String> =
+        reqs.iter().map(|r| gemma(1).generate(vec![r.clone()]).pop().unwrap().unwrap().text).collect();
+    let batched: Vec<String> = gemma(4).generate(reqs.clone()).into_iter().map(|r| r.unwrap().text).collect();
+    assert_eq!(batched, single);
+    assert!(single.iter().all(|s| !s.trim().is_empty()), "{single:?}");
+    assert!(
+        gemma(4).stats.seq_steps.load(std::sync::atomic::Ordering::Relaxed)
+            > gemma(4).stats.steps.load(std::sync::atomic::Ordering::Relaxed),
+        "sequences shared steps"
+    );
+}
+
+#[test]
+fn same_seed_same_sample_and_stop_strings_cut() {
+    let params = SamplingParams { max_new_tokens: 16, seed: 7, ..SamplingParams::default() };
+    let req = GenRequest { prompt: Prompt::Text("Once upon a time".into()), params: params.clone() };
+    let a = gemma(4).generate(vec![req.clone(), req.clone()]);
+    let (a0, a1) = (a[0].clone().unwrap(), a[1].clone().unwrap());
+    assert_eq!(a0, a1, "same seed, same output, even in one batch");
+    let other = GenRequest { params: SamplingParams { seed: 8, ..params }, ..req };
+    let b = gemma(4).generate(vec![other]).pop().unwrap().unwrap();
+    assert_ne!(a0.text, b.text, "another seed samples differently");
+
+    let mut stop = text("The capital of France is", 12);
+    stop.params.stop = vec![" of".into()];
+    let c = gemma(4).generate(vec![stop]).pop().unwrap().unwrap();
+    assert_eq!(c.text, " the capital");
+    assert_eq!(c.finish.as_str(), "stop");
+}
+
+#[test]
+fn empty_and_overlong_prompts() {
+    let long = "word ".repeat(6000);
+    let out = gemma(4).generate(vec![text("   ", 4), text(&long, 4), text("Hello", 2)]);
+    assert_eq!(out[0], Err(GenError::EmptyPrompt));
+    let c = out[1].clone().expect("a long prompt is truncated, not failed");
+    assert!(c.truncated_prompt_tokens > 1000, "{c:?}");
+    assert!(c.prompt_tokens + 4 <= EngineConfig::default().max_context);
+    assert!(out[2].is_ok());
+}
+
+#[test]
+fn chat_prompt_on_smollm2_llama_gguf_with_its_own_vocabulary() {
+    let gen = open_local("smollm2-135m-instruct", &EngineConfig::default()).expect("load smollm2");
+    let req = GenRequest {
+        prompt: Prompt::Chat(vec![Message {
+            role: "user".into(),
+            content: "What is the capital of France?".into(),
+        }]),
+        params: SamplingParams::greedy(24),
+    };
+    let out = gen.generate(vec![req]).pop().unwrap().unwrap();
+    assert!(out.text.contains("Paris"), "{out:?}");
+    assert_eq!(gen.arch, "llama");
+}
+
+#[test]
+fn bad_model_files_get_clear_errors() {
+    let dir = crate::common::tempdir();
+    let err = |p: &std::path::Path| match CandleGenerator::load(p, "x", &EngineConfig::default()) {
+        Ok(_) => panic!("{} loaded", p.display()),
+        Err(e) => e.to_string(),
+    };
+    assert!(err(&dir.path().join("nope")).contains("no such model file or directory"));
+    assert!(err(dir.path()).contains("no .gguf file and no config.json"));
+    // A snapshot without its tokenizer.
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type":"llama"}"#).unwrap();
+    assert!(err(dir.path()).contains("tokenizer.json is missing"));
+    // A GGUF of an architecture we do not run (a header with general.architecture = "bert").
+    let gguf = dir.path().join("bert.gguf");
+    let mut f = std::fs::File::create(&gguf).unwrap();
+    use candle_core::quantized::gguf_file;
+    let md = [("general.architecture", &gguf_file::Value::String("bert".into()))];
+    gguf_file::write(&mut f, &md, &[]).unwrap();
+    drop(f);
+    let e = err(&gguf);
+    assert!(e.contains("architecture 'bert' is not supported"), "{e}");
+    // A truncated GGUF.
+    let cut = dir.path().join("cut.gguf");
+    let bytes = std::fs::read(xinstruct::models::ensure("smollm2-135m-instruct").unwrap().join("model.gguf"))
+        .unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(err(&cut).contains("cut.gguf"), "names the file");
+}
