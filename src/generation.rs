@@ -4,7 +4,9 @@
 
 use anyhow::{anyhow, Result};
 use std::sync::Arc;
-use xinstruct_operators::generate::{CandleGenerator, EngineConfig, Generator};
+use xinstruct_operators::generate::{
+    CandleGenerator, EngineConfig, Generator, OpenAiConfig, OpenAiGenerator,
+};
 
 /// Opens a local model on the candle engine.
 pub fn open_local(model: &str, engine: &EngineConfig) -> Result<Arc<CandleGenerator>> {
@@ -17,6 +19,15 @@ pub fn open_local(model: &str, engine: &EngineConfig) -> Result<Arc<CandleGenera
 }
 
 /// Opens a generator: `http(s)://…` is an OpenAI-compatible server, anything else a local model.
-pub fn open(model: &str, engine: &EngineConfig) -> Result<Arc<dyn Generator>> {
+/// The server's model id is `openai.model`, or asked of the server (`GET /models`) when empty.
+pub fn open(model: &str, engine: &EngineConfig, openai: &OpenAiConfig) -> Result<Arc<dyn Generator>> {
+    if model.starts_with("http://") || model.starts_with("https://") {
+        let mut cfg = OpenAiConfig { base_url: model.trim_end_matches('/').to_string(), ..openai.clone() };
+        let probe = OpenAiGenerator::new(cfg.clone()).map_err(|e| anyhow!("{e}"))?;
+        if cfg.model.is_empty() {
+            cfg.model = probe.discover_model().map_err(|e| anyhow!("{e}"))?;
+        }
+        return Ok(Arc::new(OpenAiGenerator::new(cfg).map_err(|e| anyhow!("{e}"))?));
+    }
     Ok(open_local(model, engine)?)
 }

@@ -13,4 +13,5 @@ pub mod store;
 
 pub use xinstruct_operators as operators;
 pub mod sample;
+pub mod serve;
 pub mod summary;

@@ -84,6 +84,20 @@ enum Command {
     },
     /// Generate text with a model once, for a quick manual check (temperature 0 = greedy).
     Generate(GenerateArgs),
+    /// Serve a local model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions).
+    Serve {
+        #[arg(long, default_value = "gemma-3-270m")]
+        model: String,
+        /// Address to listen on (port 0 = any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        addr: String,
+        /// Sequences decoded together.
+        #[arg(long, default_value_t = 8)]
+        max_batch: usize,
+        /// cpu, cuda, cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// SQL over a dataset (tables pairs, rejects, stats, shards, epochs), local or on S3.
     /// With no statement, --file or --query: an interactive shell.
     Sql {
@@ -250,6 +264,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Langid { config, verdict } => langid(config.as_deref(), verdict),
         Command::Models { action } => models(action),
         Command::Generate(args) => generate(args),
+        Command::Serve { model, addr, max_batch, device } => {
+            let engine =
+                xinstruct_operators::generate::EngineConfig { max_batch, device, ..Default::default() };
+            xinstruct::serve::serve(&model, &addr, &engine)?;
+            Ok(0)
+        }
         Command::Report { data, out } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let index = rt.block_on(async {
@@ -561,7 +581,7 @@ fn generate(a: GenerateArgs) -> Result<i32> {
     use xinstruct_operators::generate::{EngineConfig, GenRequest, Message, Prompt, SamplingParams};
     let engine = EngineConfig { device: a.device.clone(), ..EngineConfig::default() };
     let started = Instant::now();
-    let gen = xinstruct::generation::open(&a.model, &engine)?;
+    let gen = xinstruct::generation::open(&a.model, &engine, &Default::default())?;
     let loaded = started.elapsed();
     let prompt = if a.chat {
         Prompt::Chat(vec![Message { role: "user".into(), content: a.prompt.clone() }])

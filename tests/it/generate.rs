@@ -139,3 +139,142 @@ fn bad_model_files_get_clear_errors() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     assert!(err(&cut).contains("cut.gguf"), "names the file");
 }
+
+/// `xinst serve` on a free loopback port; killed on drop.
+struct Served {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    use std::io::BufRead;
+    let mut child = crate::common::xinst()
+        .args(["serve", "--model", "gemma-3-270m", "--addr", "127.0.0.1:0", "--max-batch", "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start xinst serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("serve prints its address");
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("address").to_string();
+    Served { child, url }
+}
+
+fn client(url: &str, retries: u32) -> OpenAiGenerator {
+    OpenAiGenerator::new(OpenAiConfig {
+        base_url: url.to_string(),
+        model: "gemma-3-270m".into(),
+        retries,
+        backoff_ms: 50,
+        timeout_secs: 120,
+        ..OpenAiConfig::default()
+    })
+    .unwrap()
+}
+
+/// A fault injector in front of the real server: answers the first `fail` requests with 429
+/// (Retry-After: 0), requests whose prompt contains "GARBAGE" with 200 and a non-JSON body,
+/// and forwards everything else.
+fn flaky_proxy(upstream: &str, fail: usize) -> String {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let addr = match server.server_addr() {
+        tiny_http::ListenAddr::IP(a) => a.to_string(),
+        _ => unreachable!(),
+    };
+    let upstream = upstream.trim_end_matches("/v1").trim_start_matches("http://").to_string();
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for mut req in server.incoming_requests() {
+            seen += 1;
+            let mut body = String::new();
+            req.as_reader().read_to_string(&mut body).unwrap();
+            if seen <= fail {
+                let h = tiny_http::Header::from_bytes("Retry-After", "0").unwrap();
+                let _ = req.respond(
+                    tiny_http::Response::from_string("slow down").with_status_code(429).with_header(h),
+                );
+                continue;
+            }
+            if body.contains("GARBAGE") {
+                let _ = req.respond(tiny_http::Response::from_string("<html>oops</html>"));
+                continue;
+            }
+            // Forward with a plain HTTP/1.0 exchange.
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&upstream).unwrap();
+            write!(
+                s,
+                "POST {} HTTP/1.0\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                req.url(),
+                body.len()
+            )
+            .unwrap();
+            let mut resp = String::new();
+            s.read_to_string(&mut resp).unwrap();
+            let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
+            let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            let _ = req.respond(tiny_http::Response::from_string(payload).with_status_code(status));
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+use xinstruct_operators::generate::{OpenAiConfig, OpenAiGenerator};
+
+#[test]
+fn openai_client_against_xinst_serve() {
+    let served = serve();
+    let http = client(&served.url, 0);
+    let prompts: Vec<GenRequest> = prompts().iter().take(3).map(|p| text(p, 16)).collect();
+    let over_http: Vec<_> = http.generate(prompts.clone()).into_iter().map(|r| r.unwrap().text).collect();
+    let local: Vec<_> = gemma(4).generate(prompts).into_iter().map(|r| r.unwrap().text).collect();
+    assert_eq!(over_http, local, "the server runs the same engine: same greedy tokens");
+
+    let chat = GenRequest {
+        prompt: Prompt::Chat(vec![Message { role: "user".into(), content: "Say hello.".into() }]),
+        params: SamplingParams::greedy(8),
+    };
+    let c = http.generate(vec![chat]).pop().unwrap().unwrap();
+    assert!(c.completion_tokens > 0 && c.prompt_tokens > 5, "{c:?}");
+    assert_eq!(http.generate(vec![text(" ", 4)]).pop().unwrap(), Err(GenError::EmptyPrompt));
+
+    // 429 twice, then through: retried with backoff; a non-JSON reply fails that record only.
+    let flaky = client(&flaky_proxy(&served.url, 2), 3);
+    let out = flaky.generate(vec![text("The capital of France is", 12), text("GARBAGE in", 4)]);
+    assert_eq!(out[0].as_ref().unwrap().text, " the capital of the country of France. It is the largest");
+    match &out[1] {
+        Err(GenError::BadResponse(m)) => assert!(m.contains("not JSON"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(flaky.attempts.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    // Without retries the 429 surfaces as an HTTP error naming the status.
+    let impatient = client(&flaky_proxy(&served.url, 1), 0);
+    match impatient.generate(vec![text("Hi", 2)]).pop().unwrap() {
+        Err(GenError::Http { status: 429, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unreachable_server_is_a_clear_per_record_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let out = client(&url, 1).generate(vec![text("Hi", 2), text("Ho", 2)]);
+    for r in out {
+        match r {
+            Err(e @ GenError::Unreachable { .. }) => assert!(e.to_string().contains(&url), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let err =
+        xinstruct::generation::open(&url, &EngineConfig::default(), &OpenAiConfig::default()).err().unwrap();
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}

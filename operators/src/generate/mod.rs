@@ -4,10 +4,12 @@
 
 pub mod engine;
 pub mod model;
+pub mod openai;
 pub mod sampling;
 pub mod template;
 
 pub use engine::{CandleGenerator, EngineConfig};
+pub use openai::{OpenAiConfig, OpenAiGenerator};
 pub use sampling::SamplingParams;
 
 use serde::{Deserialize, Serialize};
