@@ -278,3 +278,128 @@ fn unreachable_server_is_a_clear_per_record_error() {
         xinstruct::generation::open(&url, &EngineConfig::default(), &OpenAiConfig::default()).err().unwrap();
     assert!(err.to_string().contains("unreachable"), "{err}");
 }
+
+mod operator {
+    use super::*;
+    use differential_dataflow::input::Input;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+    use timely::dataflow::operators::{Inspect, Probe};
+    use timely::dataflow::ProbeHandle;
+    use xinstruct_operators::generate::{GenResult, GenerateConfig, GenerateExt, GenerateOp, MemoCache};
+    use xinstruct_operators::stats::StatsRegistry;
+    use xinstruct_operators::{Doc, Epoch, Origin};
+
+    fn doc(i: usize, text: &str) -> Doc {
+        Doc {
+            id: format!("d{i}"),
+            text: text.to_string(),
+            url: None,
+            source: Origin { shard: "s.jsonl".into(), offset: i as u64 },
+            lang: None,
+            meta: BTreeMap::new(),
+        }
+    }
+
+    type Out = Vec<(String, GenResult, isize)>;
+
+    /// Feeds `epochs` of (doc, diff) through `generate` and returns the output and the
+    /// operator's counters.
+    fn run(op: GenerateOp, epochs: Vec<Vec<(Doc, isize)>>) -> (Out, BTreeMap<String, u64>, u64) {
+        timely::execute_directly(move |worker| {
+            let stats = StatsRegistry::default();
+            let got: Rc<RefCell<Out>> = Rc::default();
+            let probe = ProbeHandle::new();
+            let sink = got.clone();
+            let mut input = worker.dataflow::<Epoch, _, _>(|scope| {
+                let (input, docs) = scope.new_collection::<Doc, isize>();
+                docs.generate_named("reverse", &op, &stats, |d: &Doc| {
+                    if d.text.is_empty() {
+                        return Err(("no_text", format!("{} has no text", d.id)));
+                    }
+                    Ok(GenRequest {
+                        prompt: Prompt::Text(format!("Text: {}\nQuestion:", d.text)),
+                        params: SamplingParams::greedy(8),
+                    })
+                })
+                .inner
+                .inspect(move |((d, r), _t, diff)| sink.borrow_mut().push((d.id.clone(), r.clone(), *diff)))
+                .probe_with(&probe);
+                input
+            });
+            for (e, batch) in epochs.into_iter().enumerate() {
+                input.advance_to(e as Epoch);
+                for (d, diff) in batch {
+                    input.update(d, diff);
+                }
+            }
+            let end = input.time() + 1;
+            input.advance_to(end);
+            input.flush();
+            while probe.less_than(&end) {
+                worker.step_or_park(Some(std::time::Duration::from_millis(50)));
+            }
+            let s = stats.take().remove("reverse").unwrap_or_default();
+            let dropped = s.dropped_total();
+            let out = got.borrow().clone();
+            (out, s.counters, dropped)
+        })
+    }
+
+    fn op(stage: &str, memo: &Arc<MemoCache>) -> GenerateOp {
+        GenerateOp {
+            generator: gemma(4),
+            memo: Some(memo.clone()),
+            stage: stage.into(),
+            config: GenerateConfig { batch_size: 2, max_in_flight: 4 },
+        }
+    }
+
+    #[test]
+    fn memoized_rerun_makes_no_model_calls_and_a_template_change_recomputes() {
+        let dir = crate::common::tempdir();
+        let memo = Arc::new(MemoCache::open(&dir.path().join("memo.redb")).unwrap());
+        let docs: Vec<Doc> =
+            ["Kila mtu ana haki.", "Herkes eşittir.", "", "Mọi người đều có quyền.", "Jokaisella on oikeus."]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| doc(i, t))
+                .collect();
+        let epochs = || {
+            vec![
+                docs[..2].iter().map(|d| (d.clone(), 1)).collect(),
+                docs[2..].iter().map(|d| (d.clone(), 1)).collect(),
+            ]
+        };
+        let (first, c1, dropped) = run(op("reverse@v1", &memo), epochs());
+        assert_eq!(first.len(), 5, "every document comes out once: {first:?}");
+        assert_eq!(dropped, 1, "the empty document fails with its reason");
+        assert!(first.iter().any(|(id, r, _)| id == "d2" && !r.ok && r.reason == "no_text"));
+        assert_eq!(c1.get("model_calls"), Some(&4));
+        assert!(first.iter().filter(|(_, r, _)| r.ok).all(|(_, r, _)| r.completion_tokens > 0));
+
+        // Same input, same stage: all from the cache.
+        let (second, c2, _) = run(op("reverse@v1", &memo), epochs());
+        assert_eq!(c2.get("model_calls"), None, "{c2:?}");
+        assert_eq!(c2.get("memo_hits"), Some(&4));
+        let sorted = |mut v: Out| {
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(second), sorted(first.clone()));
+
+        // A new template version misses; the old stage's entries stay.
+        let (_, c3, _) = run(op("reverse@v2", &memo), epochs());
+        assert_eq!(c3.get("model_calls"), Some(&4));
+        assert_eq!(memo.len(), 8);
+
+        // Insert then retract in a later epoch: the retraction replays the same result.
+        let (out, c4, _) =
+            run(op("reverse@v1", &memo), vec![vec![(docs[0].clone(), 1)], vec![(docs[0].clone(), -1)]]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].1, out[1].1);
+        assert_eq!(out[0].2 + out[1].2, 0);
+        assert_eq!(c4.get("model_calls"), None);
+    }
+}

@@ -3,13 +3,17 @@
 //! dataflow operator that batches prompts from many documents ([`operator`]).
 
 pub mod engine;
+pub mod memo;
 pub mod model;
 pub mod openai;
+pub mod operator;
 pub mod sampling;
 pub mod template;
 
 pub use engine::{CandleGenerator, EngineConfig};
+pub use memo::MemoCache;
 pub use openai::{OpenAiConfig, OpenAiGenerator};
+pub use operator::{GenResult, GenerateConfig, GenerateExt, GenerateOp, PromptVerdict};
 pub use sampling::SamplingParams;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,157 @@
+//! The memo cache: generations persisted in an embedded `redb` file, keyed by everything that
+//! decides the output — the model and its weights (the generator's fingerprint), the stage and
+//! its prompt-template version, the sampling parameters (seed included) and the prompt text.
+//! Reruns and incremental rebuilds reuse it; changing a template's version or the model misses
+//! exactly the entries they affect. Only successful generations are stored: failures are retried
+//! on the next run.
+//!
+//! redb locks its file per process: give each process of a cluster its own file (the pipeline
+//! names it `memo-p{process}.redb`).
+
+use super::{Completion, GenRequest};
+use redb::TableDefinition;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("generations");
+
+pub struct MemoCache {
+    db: redb::Database,
+    path: PathBuf,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+/// A memo key: 16 bytes of xxh3-128 over the length-prefixed parts.
+pub type MemoKey = [u8; 16];
+
+pub fn key(fingerprint: &str, stage: &str, req: &GenRequest) -> MemoKey {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [fingerprint, stage, &req.params.key(), &req.prompt.key()] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.digest128().to_le_bytes()
+}
+
+impl MemoCache {
+    pub fn open(path: &Path) -> Result<MemoCache, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let db = redb::Database::create(path).map_err(|e| format!("memo cache {}: {e}", path.display()))?;
+        let tx = db.begin_write().map_err(|e| e.to_string())?;
+        tx.open_table(TABLE).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+        Ok(MemoCache { db, path: path.to_path_buf(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Looks up many keys in one read transaction; counts hits and misses.
+    pub fn get_many(&self, keys: &[MemoKey]) -> Vec<Option<Completion>> {
+        let found: Vec<Option<Completion>> =
+            (|| -> Result<Vec<Option<Completion>>, Box<dyn std::error::Error>> {
+                let tx = self.db.begin_read()?;
+                let table = tx.open_table(TABLE)?;
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    out.push(match table.get(&k[..])? {
+                        Some(v) => serde_json::from_slice(v.value()).ok(),
+                        None => None,
+                    });
+                }
+                Ok(out)
+            })()
+            .unwrap_or_else(|e| {
+                tracing::warn!("memo cache {}: read failed ({e}); treating as misses", self.path.display());
+                vec![None; keys.len()]
+            });
+        let hits = found.iter().filter(|f| f.is_some()).count() as u64;
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        self.misses.fetch_add(keys.len() as u64 - hits, Ordering::Relaxed);
+        found
+    }
+
+    /// Stores many completions in one durable write transaction.
+    pub fn put_many(&self, entries: &[(MemoKey, Completion)]) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut table = tx.open_table(TABLE).map_err(|e| e.to_string())?;
+            for (k, c) in entries {
+                let v = serde_json::to_vec(c).map_err(|e| e.to_string())?;
+                table.insert(&k[..], v.as_slice()).map_err(|e| e.to_string())?;
+            }
+        }
+        tx.commit().map_err(|e| format!("memo cache {}: {e}", self.path.display()))
+    }
+
+    pub fn len(&self) -> usize {
+        use redb::ReadableTableMetadata;
+        self.db
+            .begin_read()
+            .ok()
+            .and_then(|tx| tx.open_table(TABLE).ok())
+            .and_then(|t| t.len().ok())
+            .unwrap_or(0) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{FinishReason, Prompt, SamplingParams};
+
+    fn req(p: &str, seed: u64) -> GenRequest {
+        GenRequest {
+            prompt: Prompt::Text(p.into()),
+            params: SamplingParams { seed, ..SamplingParams::default() },
+        }
+    }
+
+    #[test]
+    fn keys_separate_model_stage_params_and_prompt() {
+        let base = key("m1", "reverse@1", &req("a", 1));
+        assert_eq!(base, key("m1", "reverse@1", &req("a", 1)));
+        for other in [
+            key("m2", "reverse@1", &req("a", 1)),
+            key("m1", "reverse@2", &req("a", 1)),
+            key("m1", "reverse@1", &req("a", 2)),
+            key("m1", "reverse@1", &req("b", 1)),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("xinst-memo-{}", std::process::id()));
+        let path = dir.join("memo.redb");
+        let c = Completion {
+            text: "Write a poem.".into(),
+            prompt_tokens: 5,
+            completion_tokens: 4,
+            finish: FinishReason::Stop,
+            truncated_prompt_tokens: 0,
+        };
+        let k = key("m", "s", &req("x", 0));
+        {
+            let memo = MemoCache::open(&path).unwrap();
+            assert_eq!(memo.get_many(&[k]), vec![None]);
+            memo.put_many(&[(k, c.clone())]).unwrap();
+        }
+        let memo = MemoCache::open(&path).unwrap();
+        assert_eq!(memo.get_many(&[k]), vec![Some(c)]);
+        assert_eq!((memo.hits.load(Ordering::Relaxed), memo.misses.load(Ordering::Relaxed)), (1, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
