@@ -41,12 +41,19 @@ fn prompts() -> Vec<String> {
         .collect()
 }
 
+/// Greedy continuation of "The capital of France is", 12 tokens, recorded from this engine.
+/// llama.cpp on the same GGUF gives " the capital of the country of France. It is the largest":
+/// the first 5 tokens agree; after that the two quantize activations differently (candle's
+/// AVX-512 kernel: 256-value Q8_K blocks over the Q8_0-requantized weights; llama.cpp: 32-value
+/// Q8_0 blocks over Q5_0), and a 270M model's near-ties go either way (docs/benchmarks.md).
+const FRANCE: &str = " the capital of the country. It is the capital of the";
+
 #[test]
 fn greedy_output_is_stable() {
     let out = gemma(1).generate(vec![text("The capital of France is", 12)]).pop().unwrap().unwrap();
     // Recorded from this engine (Q5_0 matrices requantized to Q8_0, see model.rs); llama.cpp's
     // greedy continuation of the same GGUF starts the same way (docs/benchmarks.md).
-    assert_eq!(out.text, " the capital of the country of France. It is the largest");
+    assert_eq!(out.text, FRANCE);
     assert_eq!(out.completion_tokens, 12);
     assert_eq!(out.finish.as_str(), "length");
     assert_eq!(out.prompt_tokens, 6, "BOS + 5 tokens");
@@ -249,7 +256,7 @@ fn openai_client_against_xinst_serve() {
     // 429 twice, then through: retried with backoff; a non-JSON reply fails that record only.
     let flaky = client(&flaky_proxy(&served.url, 2), 3);
     let out = flaky.generate(vec![text("The capital of France is", 12), text("GARBAGE in", 4)]);
-    assert_eq!(out[0].as_ref().unwrap().text, " the capital of the country of France. It is the largest");
+    assert_eq!(out[0].as_ref().unwrap().text, FRANCE);
     match &out[1] {
         Err(GenError::BadResponse(m)) => assert!(m.contains("not JSON"), "{m}"),
         other => panic!("{other:?}"),

@@ -491,7 +491,7 @@ impl Engine {
         let generated = &seq.tokens[seq.prompt_len..];
         let last = *generated.last()?;
         let params = &seq.job.req.params;
-        let eos = self.eos.contains(&last);
+        let eos = !params.ignore_eos && self.eos.contains(&last);
         let length = generated.len() >= params.max_new_tokens || seq.tokens.len() >= self.context;
         let has_stops = params.stop.iter().any(|s| !s.is_empty());
         if !(eos || length || has_stops) {

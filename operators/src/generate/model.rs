@@ -73,6 +73,27 @@ pub struct ModelConfig {
     pub final_softcap: Option<f64>,
 }
 
+/// A weight matrix and the width its input is zero-padded to (see [`fast_qmatmul`]).
+struct Lin {
+    mm: QMatMul,
+    k: usize,
+    k_pad: usize,
+}
+
+impl Lin {
+    fn plain(mm: QMatMul) -> Lin {
+        Lin { mm, k: 0, k_pad: 0 }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.k_pad > self.k {
+            self.mm.forward(&x.pad_with_zeros(candle_core::D::Minus1, 0, self.k_pad - self.k)?)
+        } else {
+            self.mm.forward(x)
+        }
+    }
+}
+
 enum Act {
     Silu,
     GeluTanh,
@@ -80,17 +101,17 @@ enum Act {
 
 struct Layer {
     attn_norm: Tensor,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
-    o: QMatMul,
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    o: Lin,
     qkv_bias: Option<(Tensor, Tensor, Tensor)>,
     qk_norm: Option<(Tensor, Tensor)>,
     post_attn_norm: Option<Tensor>,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Lin,
+    up: Lin,
+    down: Lin,
     post_ffn_norm: Option<Tensor>,
 }
 
@@ -105,7 +126,7 @@ pub struct Model {
     embed_scale: Option<f64>,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: QMatMul,
+    lm_head: Lin,
     act: Act,
     /// cos/sin tables per distinct RoPE base: `[context, head_dim / 2]`.
     rope: Vec<(f32, Tensor, Tensor)>,
@@ -329,12 +350,12 @@ impl Model {
                 Ok(w)
             }
         };
-        let lin = |name: &str| -> Result<QMatMul> { Ok(QMatMul::Tensor(get(name)?)) };
+        let lin = |name: &str| -> Result<Lin> { Ok(Lin::plain(QMatMul::Tensor(get(name)?))) };
         let embed = get("model.embed_tokens.weight")?;
         let lm_head = if vb.contains_tensor("lm_head.weight") {
             lin("lm_head.weight")?
         } else {
-            QMatMul::Tensor(embed.clone())
+            Lin::plain(QMatMul::Tensor(embed.clone()))
         };
         let mut layer_ws = Vec::with_capacity(layers);
         for i in 0..layers {
@@ -387,7 +408,7 @@ impl Model {
     fn assemble(
         config: ModelConfig,
         embed: Embedding,
-        lm_head: QMatMul,
+        lm_head: Lin,
         norm: Tensor,
         layers: Vec<Layer>,
         dtype: DType,
@@ -599,28 +620,34 @@ impl Model {
     }
 }
 
-/// candle's CPU kernels for Q4_1, Q5_0, Q5_1 and Q8_1 are scalar (10x slower than its Q8_0 and
-/// k-quant kernels), and llama.cpp's Q4_K_M files use Q5_0 for every matrix whose rows are not a
-/// multiple of 256 (all of Gemma-3-270M's 640-wide ones). Such matrices are requantized once at
-/// load to Q8_0 (finer than the source: 8 bits per weight, same block size) on CPU.
+/// Makes a quantized matrix fast and batch-invariant on CPU.
 ///
-/// With `batch_invariant`, every quantized matrix is requantized to Q8_0: candle picks different
-/// CPU kernels for Q4_K/Q6_K by the number of rows (gemv, AVX-512 tiles, AMX), which sum in
-/// different orders, so a sequence's logits would depend on what else is in its batch. Q8_0
-/// rows are computed the same way whatever the batch, so batched output equals one-by-one
-/// output (a must for reproducible datasets); it costs ~15% more weight memory.
-fn fast_qmatmul(q: QTensor, device: &Device, batch_invariant: bool) -> Result<QMatMul> {
+/// candle's CPU kernels for Q4_1, Q5_0, Q5_1 and Q8_1 are scalar, and its fast AVX-512 (VNNI)
+/// tiled kernels need rows (`k`) that are a multiple of 256; llama.cpp's Q4_K_M files use Q5_0
+/// and Q8_0 for every matrix whose rows are not (all of Gemma-3-270M's 640-wide ones, the
+/// embedding included). So on CPU such matrices are requantized once at load to Q8_0 (finer than
+/// Q5_0: 8 bits per weight, same 32-weight blocks) with rows zero-padded to a multiple of 256,
+/// and [`Lin::forward`] pads the input to match: 7x faster per weight than the scalar path.
+///
+/// With `batch_invariant`, the k-quants (Q4_K, Q6_K, …) become Q8_0 too: candle picks different
+/// kernels for them by the number of rows (gemv, tiles, AMX) that sum in different orders, so a
+/// sequence's logits would depend on what else is in its batch. The Q8_0 tiled kernel computes
+/// every row the same way whatever the batch, so batched output equals one-by-one output (a must
+/// for reproducible datasets).
+fn fast_qmatmul(q: QTensor, device: &Device, batch_invariant: bool) -> Result<Lin> {
     use candle_core::quantized::GgmlDType as G;
+    let (n, k) = q.shape().dims2()?;
     let slow = matches!(q.dtype(), G::Q4_1 | G::Q5_0 | G::Q5_1 | G::Q8_1);
     let varies = matches!(q.dtype(), G::Q2K | G::Q3K | G::Q4K | G::Q5K | G::Q6K | G::Q8K);
-    if !device.is_cpu()
-        || !(slow || batch_invariant && varies)
-        || q.shape().dims().last().map(|k| k % 32 != 0).unwrap_or(true)
-    {
-        return QMatMul::from_qtensor(q);
+    let unaligned = q.dtype() == G::Q8_0 && k % 256 != 0;
+    let quantized = !matches!(q.dtype(), G::F32 | G::F16 | G::BF16);
+    let requantize = slow || unaligned || (batch_invariant && varies);
+    if !device.is_cpu() || !quantized || !requantize || n % 16 != 0 || k % 32 != 0 {
+        return Ok(Lin::plain(QMatMul::from_qtensor(q)?));
     }
-    let dense = q.dequantize(device)?;
-    QMatMul::from_qtensor(QTensor::quantize(&dense, G::Q8_0)?)
+    let k_pad = k.div_ceil(256) * 256;
+    let dense = q.dequantize(device)?.pad_with_zeros(1, 0, k_pad - k)?;
+    Ok(Lin { mm: QMatMul::from_qtensor(QTensor::quantize(&dense, G::Q8_0)?)?, k, k_pad })
 }
 
 /// The safetensors files of a snapshot: the sharded index's files, or model.safetensors.

@@ -28,6 +28,8 @@ pub struct SamplingParams {
     /// Generation stops before the first of these strings (it is not part of the output).
     pub stop: Vec<String>,
     pub seed: u64,
+    /// Keep going past end-of-sequence tokens (benchmarks: exactly max_new_tokens each).
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -42,6 +44,7 @@ impl Default for SamplingParams {
             max_new_tokens: 128,
             stop: Vec::new(),
             seed: 42,
+            ignore_eos: false,
         }
     }
 }
