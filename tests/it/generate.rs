@@ -139,6 +139,16 @@ fn bad_model_files_get_clear_errors() {
     drop(f);
     let e = err(&gguf);
     assert!(e.contains("architecture 'bert' is not supported"), "{e}");
+    // A tokenizer.json from another model beside a GGUF: Gemma's 262k-token vocabulary
+    // with SmolLM2's 49k-row embedding.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    let smol = xinstruct::models::ensure("smollm2-135m-instruct").unwrap().join("model.gguf");
+    std::fs::copy(&smol, mixed.join("model.gguf")).unwrap();
+    let gemma_tok = xinstruct::models::ensure("gemma-3-270m").unwrap().join("tokenizer.json");
+    std::fs::copy(&gemma_tok, mixed.join("tokenizer.json")).unwrap();
+    let e = err(&mixed);
+    assert!(e.contains("mismatched files") && e.contains("tokenizer.json"), "{e}");
     // A truncated GGUF.
     let cut = dir.path().join("cut.gguf");
     let bytes = std::fs::read(xinstruct::models::ensure("smollm2-135m-instruct").unwrap().join("model.gguf"))

@@ -258,6 +258,15 @@ impl CandleGenerator {
         }
         .map_err(|e| GenError::Model(e.to_string()))?;
         let tokenizer = load_tokenizer(&files)?;
+        let (tok_size, rows) = (tokenizer.get_vocab_size(true), model.embedding_rows());
+        // A few added tokens past the table are normal (Gemma 3's tokenizer has 262,145 for
+        // 262,144 rows: its image token); thousands mean the files belong to different models.
+        if tok_size > rows + 256 {
+            return Err(GenError::Model(format!(
+                "{}: the tokenizer has {tok_size} tokens but the model's embedding only {rows} rows (mismatched files?)",
+                files.tokenizer.as_ref().unwrap_or(&files.dir).display()
+            )));
+        }
         let fingerprint = format!("candle:{}:{}", model.config.arch.name(), weights_checksum(&files)?);
         let eos = eos_ids(&files, &tokenizer);
         let bos = bos_id(&files, &tokenizer);

@@ -450,6 +450,14 @@ impl Model {
         self.config.context_length.min(1 << 16)
     }
 
+    /// Rows of the embedding table: the largest token id + 1 the model accepts.
+    pub fn embedding_rows(&self) -> usize {
+        match &self.embed {
+            Embedding::Quantized(q) => q.shape().dims().first().copied().unwrap_or(0),
+            Embedding::Dense(e) => e.dims().first().copied().unwrap_or(0),
+        }
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
