@@ -420,3 +420,68 @@ mod operator {
         assert_eq!(c4.get("model_calls"), None);
     }
 }
+
+/// A Hugging Face gemma3 snapshot built from the GGUF's own weights (dequantized to f32, names
+/// mapped, norms back to HF's `w` from GGUF's `1 + w`) loads through the safetensors path and
+/// continues the prompt like the GGUF does (the first tokens; the GGUF path quantizes).
+#[test]
+fn safetensors_snapshot_agrees_with_the_gguf() {
+    use candle_core::quantized::gguf_file;
+    use candle_core::Device;
+    let src = xinstruct::models::ensure("gemma-3-270m").unwrap();
+    let mut f = std::fs::File::open(src.join("model.gguf")).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let hf_name = |n: &str| -> String {
+        let map = |s: &str| match s {
+            "attn_q.weight" => "self_attn.q_proj.weight",
+            "attn_k.weight" => "self_attn.k_proj.weight",
+            "attn_v.weight" => "self_attn.v_proj.weight",
+            "attn_output.weight" => "self_attn.o_proj.weight",
+            "attn_q_norm.weight" => "self_attn.q_norm.weight",
+            "attn_k_norm.weight" => "self_attn.k_norm.weight",
+            "attn_norm.weight" => "input_layernorm.weight",
+            "post_attention_norm.weight" => "post_attention_layernorm.weight",
+            "ffn_norm.weight" => "pre_feedforward_layernorm.weight",
+            "post_ffw_norm.weight" => "post_feedforward_layernorm.weight",
+            "ffn_gate.weight" => "mlp.gate_proj.weight",
+            "ffn_up.weight" => "mlp.up_proj.weight",
+            "ffn_down.weight" => "mlp.down_proj.weight",
+            other => panic!("unmapped {other}"),
+        };
+        match n {
+            "token_embd.weight" => "model.embed_tokens.weight".into(),
+            "output_norm.weight" => "model.norm.weight".into(),
+            _ => {
+                let rest = n.strip_prefix("blk.").unwrap();
+                let (layer, tail) = rest.split_once('.').unwrap();
+                format!("model.layers.{layer}.{}", map(tail))
+            }
+        }
+    };
+    let mut tensors = std::collections::HashMap::new();
+    let names: Vec<String> = ct.tensor_infos.keys().cloned().collect();
+    for name in names {
+        let t = ct.tensor(&mut f, &name, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap();
+        let t = if name.ends_with("norm.weight") { t.affine(1.0, -1.0).unwrap() } else { t };
+        tensors.insert(hf_name(&name), t);
+    }
+    let dir = crate::common::tempdir();
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    drop(tensors);
+    std::fs::copy(src.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "gemma3_text", "hidden_size": 640, "num_attention_heads": 4,
+            "num_key_value_heads": 1, "num_hidden_layers": 18, "head_dim": 256, "vocab_size": 262144,
+            "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+            "sliding_window": 512, "sliding_window_pattern": 6, "query_pre_attn_scalar": 256,
+            "max_position_embeddings": 32768, "eos_token_id": [1, 106]}"#,
+    )
+    .unwrap();
+    let st = CandleGenerator::load(dir.path(), "gemma-hf", &EngineConfig::default()).expect("load snapshot");
+    assert_eq!(st.arch, "gemma3");
+    let from_st = st.generate(vec![text("The capital of France is", 5)]).pop().unwrap().unwrap();
+    let from_gguf = gemma(1).generate(vec![text("The capital of France is", 5)]).pop().unwrap().unwrap();
+    assert_eq!(from_st.text, from_gguf.text);
+    assert_eq!(from_st.text, " the capital of the country");
+}

@@ -418,6 +418,11 @@ impl Engine {
                         }
                         budget = budget.saturating_sub(seq.pending.len());
                         admitted_any = true;
+                        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                        self.stats.prompt_tokens.fetch_add(seq.prompt_len as u64, Ordering::Relaxed);
+                        if seq.truncated > 0 {
+                            self.stats.truncated.fetch_add(1, Ordering::Relaxed);
+                        }
                         active.push(seq);
                     }
                     Err((job, e)) => {
@@ -468,10 +473,7 @@ impl Engine {
             // Keep the first token (BOS) and the end of the prompt, where the answer starts.
             truncated = ids.len() - room;
             ids.drain(1..1 + truncated);
-            self.stats.truncated.fetch_add(1, Ordering::Relaxed);
         }
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.stats.prompt_tokens.fetch_add(ids.len() as u64, Ordering::Relaxed);
         let cache = SeqCache::new(&self.model, ids.len() + max_new);
         let sampler = Sampler::new(&job.req.params);
         Ok(Seq { prompt_len: ids.len(), tokens: ids.clone(), pending: ids, cache, truncated, sampler, job })
