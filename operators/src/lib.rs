@@ -5,6 +5,7 @@
 //! method, per-operator [`stats::OpStats`], and a rejects collection whose records carry
 //! their origin and reason.
 
+pub mod dedup;
 pub mod doc;
 pub mod filter;
 pub mod generate;
