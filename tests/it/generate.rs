@@ -373,6 +373,58 @@ mod operator {
         }
     }
 
+    /// While generation for epoch 0 is still running, the same worker carries later epochs
+    /// through the other operators: the model holds only its own epochs' capabilities.
+    #[test]
+    fn a_slow_model_does_not_stall_other_operators() {
+        let (other_done, gen_done) = timely::execute_directly(move |worker| {
+            let stats = StatsRegistry::default();
+            let (gen_probe, other_probe) = (ProbeHandle::new(), ProbeHandle::new());
+            let op = GenerateOp {
+                generator: gemma(4),
+                memo: None,
+                stage: "slow@1".into(),
+                config: GenerateConfig { batch_size: 2, max_in_flight: 2 },
+            };
+            let mut input = worker.dataflow::<Epoch, _, _>(|scope| {
+                let (input, docs) = scope.new_collection::<Doc, isize>();
+                docs.clone()
+                    .generate_named("slow", &op, &stats, |d: &Doc| {
+                        let mut params = SamplingParams::greedy(48);
+                        params.ignore_eos = true;
+                        Ok(GenRequest { prompt: Prompt::Text(d.text.clone()), params })
+                    })
+                    .inner
+                    .probe_with(&gen_probe);
+                docs.inner.probe_with(&other_probe);
+                input
+            });
+            for i in 0..4 {
+                input.insert(doc(i, "Write a long story about a lighthouse keeper."));
+            }
+            input.advance_to(1);
+            input.insert(doc(9, "later"));
+            input.advance_to(5);
+            input.flush();
+            let start = std::time::Instant::now();
+            let (mut other_done, mut gen_done) = (None, None);
+            while gen_done.is_none() {
+                worker.step_or_park(Some(std::time::Duration::from_millis(5)));
+                if other_done.is_none() && !other_probe.less_than(&5) {
+                    other_done = Some(start.elapsed());
+                }
+                if !gen_probe.less_than(&1) {
+                    gen_done = Some(start.elapsed());
+                }
+            }
+            (other_done.expect("the other branch finished"), gen_done.unwrap())
+        });
+        assert!(
+            other_done * 4 < gen_done,
+            "epochs 0-4 passed the other operators at {other_done:?}, generation for epoch 0 ended at {gen_done:?}"
+        );
+    }
+
     #[test]
     fn memoized_rerun_makes_no_model_calls_and_a_template_change_recomputes() {
         let dir = crate::common::tempdir();
