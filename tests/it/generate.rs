@@ -53,7 +53,13 @@ fn greedy_output_is_stable() {
     let out = gemma(1).generate(vec![text("The capital of France is", 12)]).pop().unwrap().unwrap();
     // Recorded from this engine (Q5_0 matrices requantized to Q8_0, see model.rs); llama.cpp's
     // greedy continuation of the same GGUF starts the same way (docs/benchmarks.md).
-    assert_eq!(out.text, FRANCE);
+    // The recording is of the AVX-512 VNNI kernels (this project's machines); other CPUs take
+    // other candle kernels, whose rounding may part ways later, but not in the first 5 tokens.
+    if std::is_x86_feature_detected!("avx512vnni") {
+        assert_eq!(out.text, FRANCE);
+    } else {
+        assert!(out.text.starts_with(" the capital of the country"), "{out:?}");
+    }
     assert_eq!(out.completion_tokens, 12);
     assert_eq!(out.finish.as_str(), "length");
     assert_eq!(out.prompt_tokens, 6, "BOS + 5 tokens");
@@ -266,7 +272,8 @@ fn openai_client_against_xinst_serve() {
     // 429 twice, then through: retried with backoff; a non-JSON reply fails that record only.
     let flaky = client(&flaky_proxy(&served.url, 2), 3);
     let out = flaky.generate(vec![text("The capital of France is", 12), text("GARBAGE in", 4)]);
-    assert_eq!(out[0].as_ref().unwrap().text, FRANCE);
+    let local = gemma(4).generate(vec![text("The capital of France is", 12)]).pop().unwrap().unwrap();
+    assert_eq!(out[0].as_ref().unwrap().text, local.text);
     match &out[1] {
         Err(GenError::BadResponse(m)) => assert!(m.contains("not JSON"), "{m}"),
         other => panic!("{other:?}"),
