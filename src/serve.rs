@@ -88,7 +88,7 @@ impl Server {
                 (
                     200,
                     json!({
-                        "id": format!("xinst-{created}-{}", rand_id()),
+                        "id": format!("xinst-{created}-{}", next_id()),
                         "object": if chat { "chat.completion" } else { "text_completion" },
                         "created": created,
                         "model": self.model_id,
@@ -108,7 +108,7 @@ impl Server {
     }
 }
 
-fn rand_id() -> u64 {
+fn next_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)

@@ -179,17 +179,18 @@ fn weights_checksum(files: &ModelFiles) -> Result<String, GenError> {
     Ok(format!("{:032x}", h.digest128()))
 }
 
-fn load_tokenizer(files: &ModelFiles) -> Result<tokenizers::Tokenizer, GenError> {
+type GgufHeader = candle_core::quantized::gguf_file::Content;
+
+fn load_tokenizer(files: &ModelFiles, gguf: Option<&GgufHeader>) -> Result<tokenizers::Tokenizer, GenError> {
     if let Some(t) = &files.tokenizer {
         return tokenizers::Tokenizer::from_file(t)
             .map_err(|e| GenError::Model(format!("{}: {e}", t.display())));
     }
-    let g = files.gguf.as_ref().ok_or_else(|| GenError::Model("no tokenizer".into()))?;
+    let (Some(g), Some(ct)) = (files.gguf.as_ref(), gguf) else {
+        return Err(GenError::Model("no tokenizer".into()));
+    };
     use candle_core::quantized::tokenizer::TokenizerFromGguf;
-    let mut f = std::fs::File::open(g).map_err(|e| GenError::Model(format!("{}: {e}", g.display())))?;
-    let ct = candle_core::quantized::gguf_file::Content::read(&mut f)
-        .map_err(|e| GenError::Model(format!("{}: {e}", g.display())))?;
-    tokenizers::Tokenizer::from_gguf(&ct).map_err(|e| {
+    tokenizers::Tokenizer::from_gguf(ct).map_err(|e| {
         GenError::Model(format!(
             "{}: no tokenizer.json beside it and its own vocabulary failed: {e}",
             g.display()
@@ -198,18 +199,14 @@ fn load_tokenizer(files: &ModelFiles) -> Result<tokenizers::Tokenizer, GenError>
 }
 
 /// End-of-sequence ids: the GGUF/config eos plus the end-of-turn tokens the vocabulary has.
-fn eos_ids(files: &ModelFiles, tok: &tokenizers::Tokenizer) -> Vec<u32> {
+fn eos_ids(files: &ModelFiles, gguf: Option<&GgufHeader>, tok: &tokenizers::Tokenizer) -> Vec<u32> {
     let mut ids: Vec<u32> = ["<eos>", "</s>", "<end_of_turn>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>"]
         .iter()
         .filter_map(|t| tok.token_to_id(t))
         .collect();
-    if let Some(g) = &files.gguf {
-        if let Ok(mut f) = std::fs::File::open(g) {
-            if let Ok(ct) = candle_core::quantized::gguf_file::Content::read(&mut f) {
-                if let Some(Ok(id)) = ct.metadata.get("tokenizer.ggml.eos_token_id").map(|v| v.to_u32()) {
-                    ids.push(id);
-                }
-            }
+    if let Some(ct) = gguf {
+        if let Some(Ok(id)) = ct.metadata.get("tokenizer.ggml.eos_token_id").map(|v| v.to_u32()) {
+            ids.push(id);
         }
     } else if let Ok(raw) = std::fs::read(files.dir.join("config.json")) {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
@@ -228,7 +225,7 @@ fn eos_ids(files: &ModelFiles, tok: &tokenizers::Tokenizer) -> Vec<u32> {
 }
 
 /// The BOS id to prepend when the tokenizer does not add one itself.
-fn bos_id(files: &ModelFiles, tok: &tokenizers::Tokenizer) -> Option<u32> {
+fn bos_id(gguf: Option<&GgufHeader>, tok: &tokenizers::Tokenizer) -> Option<u32> {
     let probe = tok.encode("a", true).ok()?;
     let bos = ["<bos>", "<s>"].iter().find_map(|t| tok.token_to_id(t));
     if let (Some(b), Some(first)) = (bos, probe.get_ids().first()) {
@@ -236,9 +233,7 @@ fn bos_id(files: &ModelFiles, tok: &tokenizers::Tokenizer) -> Option<u32> {
             return None; // the tokenizer's post-processor adds it
         }
     }
-    let g = files.gguf.as_ref()?;
-    let mut f = std::fs::File::open(g).ok()?;
-    let ct = candle_core::quantized::gguf_file::Content::read(&mut f).ok()?;
+    let ct = gguf?;
     let add = ct.metadata.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false);
     if add {
         ct.metadata.get("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok())
@@ -252,12 +247,19 @@ impl CandleGenerator {
     pub fn load(path: &Path, name: &str, cfg: &EngineConfig) -> Result<CandleGenerator, GenError> {
         let files = locate(path)?;
         let dev = device(&cfg.device)?;
-        let model = match &files.gguf {
-            Some(g) => Model::from_gguf(g, &dev, cfg.batch_invariant),
-            None => Model::from_safetensors(&files.dir, dtype(&cfg.dtype)?, &dev),
-        }
-        .map_err(|e| GenError::Model(e.to_string()))?;
-        let tokenizer = load_tokenizer(&files)?;
+        // The GGUF header (metadata and a 100k+-entry vocabulary) is parsed once and shared.
+        let (model, header) = match &files.gguf {
+            Some(g) => {
+                let open_err = |e: &dyn std::fmt::Display| GenError::Model(format!("{}: {e}", g.display()));
+                let mut file = std::fs::File::open(g).map_err(|e| open_err(&e))?;
+                let ct = GgufHeader::read(&mut file).map_err(|e| open_err(&e))?;
+                let model = Model::from_gguf(g, &ct, &mut file, &dev, cfg.batch_invariant);
+                (model, Some(ct))
+            }
+            None => (Model::from_safetensors(&files.dir, dtype(&cfg.dtype)?, &dev), None),
+        };
+        let model = model.map_err(|e| GenError::Model(e.to_string()))?;
+        let tokenizer = load_tokenizer(&files, header.as_ref())?;
         let (tok_size, rows) = (tokenizer.get_vocab_size(true), model.embedding_rows());
         // A few added tokens past the table are normal (Gemma 3's tokenizer has 262,145 for
         // 262,144 rows: its image token); thousands mean the files belong to different models.
@@ -268,8 +270,9 @@ impl CandleGenerator {
             )));
         }
         let fingerprint = format!("candle:{}:{}", model.config.arch.name(), weights_checksum(&files)?);
-        let eos = eos_ids(&files, &tokenizer);
-        let bos = bos_id(&files, &tokenizer);
+        let eos = eos_ids(&files, header.as_ref(), &tokenizer);
+        let bos = bos_id(header.as_ref(), &tokenizer);
+        drop(header);
         let template = ChatTemplate::detect(&tokenizer);
         let arch = model.config.arch.name();
         let stats = Arc::new(EngineStats::default());

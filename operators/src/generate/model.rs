@@ -155,11 +155,15 @@ fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value>
 }
 
 impl Model {
-    /// Loads a GGUF file; its architecture must be one of [`SUPPORTED`].
-    pub fn from_gguf(path: &Path, device: &Device, batch_invariant: bool) -> Result<Model> {
-        let mut file = std::fs::File::open(path)
-            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
-        let ct = gguf_file::Content::read(&mut file).map_err(|e| e.with_path(path))?;
+    /// Loads a GGUF file whose header `ct` the caller has read from `file`; its architecture
+    /// must be one of [`SUPPORTED`].
+    pub fn from_gguf(
+        path: &Path,
+        ct: &gguf_file::Content,
+        file: &mut std::fs::File,
+        device: &Device,
+        batch_invariant: bool,
+    ) -> Result<Model> {
         let arch_name = md(&ct, "general.architecture")?.to_string()?.clone();
         let arch = Arch::parse(&arch_name).ok_or_else(|| {
             candle_core::Error::Msg(format!(
@@ -214,7 +218,7 @@ impl Model {
             final_softcap: f("final_logit_softcapping").map(|v| v as f64),
         };
         let mut t = |name: &str| -> Result<QTensor> {
-            ct.tensor(&mut file, name, device)
+            ct.tensor(file, name, device)
                 .map_err(|e| candle_core::Error::Msg(format!("{}: tensor {name}: {e}", path.display())))
         };
         let has = |name: &str| ct.tensor_infos.contains_key(name);
