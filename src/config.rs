@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use xinstruct_operators::generate::{EngineConfig, GenerateConfig, OpenAiConfig};
+use xinstruct_operators::instruct::{CrossCheckConfig, EvaluateConfig, RefineConfig, ReverseConfig};
 use xinstruct_operators::lang_id::LangIdConfig;
 use xinstruct_operators::normalize::NormalizeConfig;
 use xinstruct_operators::quality::QualityConfig;
@@ -31,6 +33,22 @@ pub struct Config {
     #[serde(default)]
     pub quality: QualityConfig,
     #[serde(default)]
+    pub instruct: InstructConfig,
+    #[serde(default)]
+    pub reverse_instruction: ReverseConfig,
+    #[serde(default)]
+    pub cross_check: CrossCheckConfig,
+    #[serde(default)]
+    pub evaluate: EvaluateConfig,
+    #[serde(default)]
+    pub refine: RefineConfig,
+    #[serde(default)]
+    pub generate: GenerateConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub openai: OpenAiConfig,
+    #[serde(default)]
     pub sink: SinkConfig,
     #[serde(default)]
     pub watch: WatchConfig,
@@ -44,6 +62,12 @@ pub enum OperatorName {
     #[value(name = "lang_id")]
     LangId,
     Quality,
+    #[value(name = "reverse_instruction")]
+    ReverseInstruction,
+    #[value(name = "cross_check")]
+    CrossCheck,
+    Evaluate,
+    Refine,
 }
 
 impl OperatorName {
@@ -52,7 +76,45 @@ impl OperatorName {
             OperatorName::Normalize => "normalize",
             OperatorName::LangId => "lang_id",
             OperatorName::Quality => "quality",
+            OperatorName::ReverseInstruction => "reverse_instruction",
+            OperatorName::CrossCheck => "cross_check",
+            OperatorName::Evaluate => "evaluate",
+            OperatorName::Refine => "refine",
         }
+    }
+
+    /// The X-Instruction stages, which call a model.
+    pub const GENERATION: [OperatorName; 4] = [
+        OperatorName::ReverseInstruction,
+        OperatorName::CrossCheck,
+        OperatorName::Evaluate,
+        OperatorName::Refine,
+    ];
+
+    pub fn uses_model(&self) -> bool {
+        matches!(self, OperatorName::ReverseInstruction | OperatorName::Evaluate | OperatorName::Refine)
+    }
+}
+
+/// `[instruct]`: the models of the X-Instruction stages and their memo cache.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstructConfig {
+    /// The instruction generator: a name from `xinst models list`, a local path (GGUF or
+    /// snapshot dir), a Hugging Face id, or an OpenAI-compatible server URL.
+    pub generator: String,
+    /// The evaluator, in the same forms; empty = the generator.
+    pub evaluator: String,
+    /// Memoize model outputs (reruns and incremental rebuilds call the model only for new work).
+    pub memo: bool,
+    /// The memo file; default `<output>/_xinstruct/memo-p<process>.redb` for a local output,
+    /// the model cache dir for a remote one.
+    pub memo_path: Option<PathBuf>,
+}
+
+impl Default for InstructConfig {
+    fn default() -> Self {
+        InstructConfig { generator: "gemma-3-270m".into(), evaluator: String::new(), memo: true, memo_path: None }
     }
 }
 
@@ -65,7 +127,15 @@ pub struct PipelineConfig {
 }
 
 fn default_operators() -> Vec<OperatorName> {
-    vec![OperatorName::Normalize, OperatorName::LangId, OperatorName::Quality]
+    vec![
+        OperatorName::Normalize,
+        OperatorName::LangId,
+        OperatorName::Quality,
+        OperatorName::ReverseInstruction,
+        OperatorName::CrossCheck,
+        OperatorName::Evaluate,
+        OperatorName::Refine,
+    ]
 }
 
 impl Default for PipelineConfig {
@@ -123,7 +193,9 @@ impl Default for WatchConfig {
 
 impl Config {
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
-        toml::from_str(text).with_context(|| format!("{origin}: invalid config"))
+        let config: Config = toml::from_str(text).with_context(|| format!("{origin}: invalid config"))?;
+        config.validate().with_context(|| format!("{origin}: invalid config"))?;
+        Ok(config)
     }
 
     pub fn load(path: Option<&Path>) -> Result<Config> {
@@ -135,6 +207,24 @@ impl Config {
                 Config::from_toml(&text, &p.display().to_string())
             }
         }
+    }
+
+    /// Checks what serde cannot: templates have the slots their stage fills, rates and bounds
+    /// are in range.
+    pub fn validate(&self) -> Result<()> {
+        use anyhow::anyhow;
+        self.reverse_instruction.template().map_err(|e| anyhow!("[reverse_instruction] {e}"))?;
+        self.evaluate.template().map_err(|e| anyhow!("[evaluate] {e}"))?;
+        self.refine.template().map_err(|e| anyhow!("[refine] {e}"))?;
+        let rate = self.reverse_instruction.sample_rate;
+        if !(rate > 0.0 && rate <= 1.0) {
+            anyhow::bail!("[reverse_instruction] sample_rate = {rate}: must be in (0, 1]");
+        }
+        let b = &self.reverse_instruction.bounds;
+        if b.min_chars > b.max_chars {
+            anyhow::bail!("[reverse_instruction.bounds] min_chars {} > max_chars {}", b.min_chars, b.max_chars);
+        }
+        Ok(())
     }
 }
 

@@ -72,6 +72,13 @@ enum Command {
         stats_json: Option<PathBuf>,
         #[arg(long)]
         no_progress: bool,
+        /// Fraction of the sample's documents that get an instruction pair: the default keeps
+        /// the demo to a few minutes on two CPU cores; 1 makes pairs for all.
+        #[arg(long, default_value_t = 0.25)]
+        sample_rate: f64,
+        /// Turn operators off (comma-separated), e.g. `evaluate,refine`.
+        #[arg(long, value_delimiter = ',')]
+        skip: Vec<OperatorName>,
     },
     /// Label languages: one text per line on stdin, `lang<TAB>confidence` per line on stdout,
     /// with the pipeline's normalization, model and [lang_id] config. `--verdict` adds a third
@@ -227,6 +234,10 @@ struct Common {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Fraction of documents that get an instruction (overrides [reverse_instruction]
+    /// sample_rate; picked by id, the same on every run).
+    #[arg(long)]
+    sample_rate: Option<f64>,
 }
 
 fn main() {
@@ -283,7 +294,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             sql(statement, &data, file, query, list, format, allow_write)
         }
         Command::Watch { input, interval, common } => run(input, common, true, interval),
-        Command::Demo { output, config, workers, stats_json, no_progress } => {
+        Command::Demo { output, config, workers, stats_json, no_progress, sample_rate, skip } => {
             let input_dir = output.join("input");
             let written = xinstruct::sample::extract(&input_dir)?;
             eprintln!("sample crawl: {} ({} shard files written)", input_dir.display(), written);
@@ -296,9 +307,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 hostfile: None,
                 shards_per_epoch: None,
                 prune: false,
-                skip: Vec::new(),
+                skip,
                 stats_json,
                 no_progress,
+                sample_rate: Some(sample_rate),
             };
             let code = run(input_dir.display().to_string(), common, false, None)?;
             eprintln!(
@@ -322,6 +334,10 @@ fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Res
         config.watch.interval_secs = std::num::NonZeroU64::new(i).context("--interval must be at least 1")?;
     }
     config.run.prune |= common.prune;
+    if let Some(rate) = common.sample_rate {
+        config.reverse_instruction.sample_rate = rate;
+        config.validate().context("--sample-rate")?;
+    }
     for op in &common.skip {
         if !config.pipeline.operators.contains(op) {
             bail!("--skip {}: not in this pipeline ([pipeline] operators)", op.as_str());

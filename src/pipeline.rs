@@ -24,6 +24,8 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
+use xinstruct_operators::generate::MemoCache;
+use xinstruct_operators::instruct::{CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels};
 use xinstruct_operators::lang_id::{Backend, LangId, LangIdentifier};
 use xinstruct_operators::normalize::Normalize;
 use xinstruct_operators::quality::Quality;
@@ -156,6 +158,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     let spool_dir = opts.config.run.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let total_workers = workers * opts.cluster.processes.max(1);
     let lang_id = load_lang_id(&opts.config)?;
+    let models = load_models(&opts, &output)?;
     let opts = Arc::new(opts);
     let guards = timely::execute(config, {
         let opts = opts.clone();
@@ -168,6 +171,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
                 spool_dir: spool_dir.clone(),
                 total_workers,
                 lang_id: lang_id.clone(),
+                models: models.clone(),
             };
             ctx.run_worker(worker).map_err(|e| format!("{e:#}"))
         }
@@ -188,6 +192,11 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     Ok(summary)
 }
 
+/// How long the leader's worker may sleep when no operator has work: operators with work
+/// in the background (the model's batches, the readers) wake it through their activators, so
+/// an idle worker does not spin a core away from the model.
+const PARK: Duration = Duration::from_millis(5);
+
 struct WorkerCtx {
     opts: Arc<RunOptions>,
     rt: Arc<Runtime>,
@@ -197,12 +206,15 @@ struct WorkerCtx {
     total_workers: usize,
     /// Shared, read-only, by the workers of this process.
     lang_id: Option<Arc<LangIdentifier>>,
+    /// The generator, evaluator and memo cache, shared by the workers of this process.
+    models: Option<StageModels>,
 }
 
 /// Loads the language-ID model once per process, fetching lid.176 into the model cache when
 /// the config names no model file.
 fn load_lang_id(config: &Config) -> Result<Option<Arc<LangIdentifier>>> {
-    if !config.pipeline.operators.contains(&OperatorName::LangId) {
+    let ops = &config.pipeline.operators;
+    if !ops.contains(&OperatorName::LangId) && !ops.contains(&OperatorName::CrossCheck) {
         return Ok(None);
     }
     let mut cfg = config.lang_id.clone();
@@ -213,6 +225,44 @@ fn load_lang_id(config: &Config) -> Result<Option<Arc<LangIdentifier>>> {
     Ok(Some(Arc::new(identifier)))
 }
 
+/// Loads the X-Instruction stages' generator and evaluator (once per process; the evaluator is
+/// the generator unless the config names another) and opens the memo cache.
+fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>> {
+    let config = &opts.config;
+    if !config.pipeline.operators.iter().any(OperatorName::uses_model) {
+        return Ok(None);
+    }
+    let cfg = &config.instruct;
+    let generator = crate::generation::open(&cfg.generator, &config.engine, &config.openai)
+        .with_context(|| format!("[instruct] generator = {:?}", cfg.generator))?;
+    let evaluator = if cfg.evaluator.is_empty() || cfg.evaluator == cfg.generator {
+        generator.clone()
+    } else {
+        crate::generation::open(&cfg.evaluator, &config.engine, &config.openai)
+            .with_context(|| format!("[instruct] evaluator = {:?}", cfg.evaluator))?
+    };
+    let memo = if cfg.memo {
+        let file = format!("memo-p{}.redb", opts.cluster.process);
+        let path = match (&cfg.memo_path, &output.local_root) {
+            (Some(p), _) => p.clone(),
+            (None, Some(root)) => root.join("_xinstruct").join(file),
+            (None, None) => {
+                let key = xxhash_rust::xxh3::xxh3_64(opts.output.as_bytes());
+                crate::models::cache_dir().join("memo").join(format!("{key:016x}-{file}"))
+            }
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let memo = MemoCache::open(&path).map_err(|e| anyhow!("memo cache {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), entries = memo.len(), "memo cache");
+        Some(Arc::new(memo))
+    } else {
+        None
+    };
+    Ok(Some(StageModels { generator, evaluator, memo, batching: config.generate.clone() }))
+}
+
 /// The operator chain between the read and write ends, as the config orders it. Each operator
 /// takes the documents and adds its rejects; the driver and sinks stay as they are.
 fn assemble<'s>(
@@ -220,19 +270,42 @@ fn assemble<'s>(
     mut rejects: VecCollection<'s, Epoch, Reject>,
     config: &Config,
     lang_id: Option<&Arc<LangIdentifier>>,
+    models: Option<&StageModels>,
     stats: &StatsRegistry,
-) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>) {
-    for op in &config.pipeline.operators {
+) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>)> {
+    let no_models = || anyhow!("the X-Instruction stages need a generator ([instruct])");
+    let ops = &config.pipeline.operators;
+    for op in ops {
         let (kept, rejected) = match (op, lang_id) {
             (OperatorName::Normalize, _) => docs.normalize(&config.normalize, stats),
             (OperatorName::LangId, Some(identifier)) => docs.lang_id(identifier, stats),
-            (OperatorName::LangId, None) => continue,
+            (OperatorName::LangId, None) | (OperatorName::CrossCheck, None) => continue,
             (OperatorName::Quality, _) => docs.quality(&config.quality, stats),
+            (OperatorName::ReverseInstruction, _) => docs
+                .reverse_instruction(&config.reverse_instruction, models.ok_or_else(no_models)?, stats)
+                .map_err(|e| anyhow!(e))?,
+            (OperatorName::CrossCheck, Some(identifier)) => {
+                docs.cross_check(identifier, &config.cross_check, stats)
+            }
+            (OperatorName::Evaluate, _) => docs
+                .evaluate(&config.evaluate, models.ok_or_else(no_models)?, stats)
+                .map_err(|e| anyhow!(e))?,
+            (OperatorName::Refine, _) => {
+                let stages = RefineStages {
+                    reverse: config.reverse_instruction.clone(),
+                    evaluate: config.evaluate.clone(),
+                    cross_check: lang_id
+                        .filter(|_| ops.contains(&OperatorName::CrossCheck))
+                        .map(|id| (id.clone(), config.cross_check.clone())),
+                };
+                docs.refine(&config.refine, &stages, models.ok_or_else(no_models)?, stats)
+                    .map_err(|e| anyhow!(e))?
+            }
         };
         docs = kept;
         rejects = rejects.concat(rejected);
     }
-    (docs, rejects)
+    Ok((docs, rejects))
 }
 
 impl WorkerCtx {
@@ -249,10 +322,17 @@ impl WorkerCtx {
         let target =
             SinkTarget { out: self.output.clone(), rt: self.rt.clone(), spool_dir: self.spool_dir.clone() };
         let config = &self.opts.config;
-        let mut shards_in = worker.dataflow::<Epoch, _, _>(|scope| {
+        let mut shards_in = worker.dataflow::<Epoch, _, _>(|scope| -> Result<_> {
             let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
             let read = shards.read_shards(&config.source, opener, &stats, Some(self.opts.progress.clone()));
-            let (docs, rejects) = assemble(read.docs, read.rejects, config, self.lang_id.as_ref(), &stats);
+            let (docs, rejects) = assemble(
+                read.docs,
+                read.rejects,
+                config,
+                self.lang_id.as_ref(),
+                self.models.as_ref(),
+                &stats,
+            )?;
             let sink = docs.write_dataset(rejects, &config.sink, target, &stats);
             let sink = sink.map(LeaderEvent::Sink);
             let reports = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
@@ -262,8 +342,8 @@ impl WorkerCtx {
                 .exchange(|_| 0)
                 .inspect(move |e| sink_collected.borrow_mut().push(e.clone()))
                 .probe_with(&probe);
-            shards_in
-        });
+            Ok(shards_in)
+        })?;
         if !leader {
             drop(shards_in);
             return Ok(None);
@@ -301,7 +381,7 @@ impl WorkerCtx {
                 shards_in.advance_to(epoch + 1);
                 shards_in.flush();
                 while probe.less_than(&(epoch + 1)) {
-                    worker.step();
+                    worker.step_or_park(Some(PARK));
                 }
                 let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
                 leader.commit(self, epoch, events)?;
@@ -312,7 +392,7 @@ impl WorkerCtx {
         }
         drop(shards_in);
         while !probe.done() {
-            worker.step();
+            worker.step_or_park(Some(PARK));
         }
         let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
         leader.absorb_stats(&events);

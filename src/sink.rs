@@ -9,7 +9,9 @@
 use crate::manifest::{LANG_PREFIX, TMP_DIR};
 use crate::store::Store;
 use anyhow::{Context, Result};
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder, UInt64Builder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -107,6 +109,21 @@ pub fn docs_schema() -> SchemaRef {
         Field::new("offset", DataType::UInt64, false),
         Field::new("epoch", DataType::UInt64, false),
         Field::new("meta", DataType::Utf8, true),
+        Field::new("lang", DataType::Utf8, true),
+        // The instruction-tuning pair (null when the X-Instruction stages did not run); the
+        // response is `text`.
+        Field::new("instruction", DataType::Utf8, true),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("score", DataType::UInt8, true),
+        Field::new("eval_reason", DataType::Utf8, true),
+        Field::new("iteration", DataType::UInt32, true),
+        Field::new("generator", DataType::Utf8, true),
+        Field::new("evaluator", DataType::Utf8, true),
+        Field::new("prompt_version", DataType::Utf8, true),
+        Field::new("tokens_in", DataType::UInt64, true),
+        Field::new("tokens_out", DataType::UInt64, true),
+        Field::new("instruction_lang", DataType::Utf8, true),
+        Field::new("translate", DataType::Boolean, true),
     ]))
 }
 
@@ -219,7 +236,35 @@ fn docs_batch(docs: Vec<Doc>, epoch: Epoch) -> Result<RecordBatch> {
     let mut offset = UInt64Builder::with_capacity(docs.len());
     let mut epochs = UInt64Builder::with_capacity(docs.len());
     let mut meta = StringBuilder::new();
+    let mut lang = StringBuilder::new();
+    let mut instruction = StringBuilder::new();
+    let mut label = StringBuilder::new();
+    let mut score = UInt8Builder::new();
+    let mut eval_reason = StringBuilder::new();
+    let mut iteration = UInt32Builder::new();
+    let mut generator = StringBuilder::new();
+    let mut evaluator = StringBuilder::new();
+    let mut prompt_version = StringBuilder::new();
+    let mut tokens_in = UInt64Builder::new();
+    let mut tokens_out = UInt64Builder::new();
+    let mut instruction_lang = StringBuilder::new();
+    let mut translate = BooleanBuilder::new();
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     for d in &docs {
+        lang.append_option(d.lang.as_deref());
+        let p = d.pair.as_deref();
+        instruction.append_option(p.map(|p| &p.instruction));
+        label.append_option(p.and_then(|p| non_empty(&p.label)));
+        score.append_option(p.and_then(|p| p.score));
+        eval_reason.append_option(p.and_then(|p| non_empty(&p.eval_reason)));
+        iteration.append_option(p.map(|p| p.iteration));
+        generator.append_option(p.and_then(|p| non_empty(&p.generator)));
+        evaluator.append_option(p.and_then(|p| non_empty(&p.evaluator)));
+        prompt_version.append_option(p.and_then(|p| non_empty(&p.prompt_version)));
+        tokens_in.append_option(p.map(|p| p.tokens_in));
+        tokens_out.append_option(p.map(|p| p.tokens_out));
+        instruction_lang.append_option(p.and_then(|p| non_empty(&p.instruction_lang)));
+        translate.append_option(p.map(|p| p.translate));
         id.append_value(&d.id);
         text.append_value(&d.text);
         url.append_option(d.url.as_deref());
@@ -240,6 +285,19 @@ fn docs_batch(docs: Vec<Doc>, epoch: Epoch) -> Result<RecordBatch> {
         Arc::new(offset.finish()),
         Arc::new(epochs.finish()),
         Arc::new(meta.finish()),
+        Arc::new(lang.finish()),
+        Arc::new(instruction.finish()),
+        Arc::new(label.finish()),
+        Arc::new(score.finish()),
+        Arc::new(eval_reason.finish()),
+        Arc::new(iteration.finish()),
+        Arc::new(generator.finish()),
+        Arc::new(evaluator.finish()),
+        Arc::new(prompt_version.finish()),
+        Arc::new(tokens_in.finish()),
+        Arc::new(tokens_out.finish()),
+        Arc::new(instruction_lang.finish()),
+        Arc::new(translate.finish()),
     ];
     Ok(RecordBatch::try_new(docs_schema(), columns)?)
 }

@@ -32,24 +32,34 @@ pub fn render(s: &RunSummary) -> String {
         s.wall_secs
     );
     if !s.operators.is_empty() {
+        // Pipeline order: read first, write last, the chain between as it ran; an operator's
+        // parts (`refine.1.evaluate`) after it. Parts that saw nothing are left out.
+        let mut ops: Vec<(&String, &xinstruct_operators::OpStats)> = s
+            .operators
+            .iter()
+            .filter(|(name, st)| !name.contains('.') || st.docs_in > 0 || !st.counters.is_empty())
+            .collect();
+        ops.sort_by_key(|(name, _)| {
+            let base = name.split('.').next().unwrap_or(name);
+            let rank = match base {
+                "read" => (0, usize::MAX),
+                "write" => (2, 0),
+                other => (1, s.chain.iter().position(|c| c == other).unwrap_or(usize::MAX)),
+            };
+            (rank, name.to_string())
+        });
+        let w = ops.iter().map(|(n, _)| n.len()).max().unwrap_or(8).max(12);
         let _ = writeln!(
             out,
-            "\n{:<12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "\n{:<w$} {:>10} {:>10} {:>10} {:>10} {:>10}",
             "operator", "docs in", "docs out", "dropped", "secs", "docs/s"
         );
-        // Pipeline order: read first, write last, the chain between as it ran.
-        let mut ops: Vec<(&String, &xinstruct_operators::OpStats)> = s.operators.iter().collect();
-        ops.sort_by_key(|(name, _)| match name.as_str() {
-            "read" => (0, usize::MAX),
-            "write" => (2, 0),
-            other => (1, s.chain.iter().position(|c| c == other).unwrap_or(usize::MAX)),
-        });
-        for (name, st) in ops {
+        for (name, st) in &ops {
             let secs = st.nanos as f64 / 1e9;
             let rate = if secs > 0.0 { st.docs_in as f64 / secs } else { 0.0 };
             let _ = writeln!(
                 out,
-                "{:<12} {:>10} {:>10} {:>10} {:>10.2} {:>10.0}",
+                "{:<w$} {:>10} {:>10} {:>10} {:>10.2} {:>10.0}",
                 name,
                 st.docs_in,
                 st.docs_out,
@@ -57,6 +67,33 @@ pub fn render(s: &RunSummary) -> String {
                 secs,
                 rate
             );
+        }
+        // The model's work: calls, memo cache, tokens.
+        let model_ops: Vec<_> = ops
+            .iter()
+            .filter(|(_, st)| ["model_calls", "memo_hits", "no_prompt"].iter().any(|c| st.counters.contains_key(*c)))
+            .collect();
+        if !model_ops.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<w$} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
+                "model stage", "calls", "memo hit", "memo miss", "prompt tok", "output tok", "failed", "unknown"
+            );
+            let c = |st: &xinstruct_operators::OpStats, k: &str| st.counters.get(k).copied().unwrap_or(0);
+            for (name, st) in model_ops {
+                let _ = writeln!(
+                    out,
+                    "{:<w$} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
+                    name,
+                    c(st, "model_calls"),
+                    c(st, "memo_hits"),
+                    c(st, "memo_misses"),
+                    c(st, "prompt_tokens"),
+                    c(st, "completion_tokens"),
+                    c(st, "failed"),
+                    c(st, "unknown"),
+                );
+            }
         }
     }
     if !s.rejects_by_reason.is_empty() {

@@ -26,6 +26,35 @@ pub struct Doc {
     pub lang: Option<String>,
     /// Other input fields kept as strings (e.g. `timestamp`, WARC-Date).
     pub meta: BTreeMap<String, String>,
+    /// The instruction-tuning pair built on this document (the document's text is the
+    /// response); `None` until the reverse-instruction stage sets it.
+    pub pair: Option<Box<Pair>>,
+}
+
+/// An English instruction for a document, and what the evaluator made of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Pair {
+    pub instruction: String,
+    /// `good`, `flawed`, `bad` or `unknown`; empty until evaluated.
+    pub label: String,
+    /// The evaluator's 1–5 score, when it gave one.
+    pub score: Option<u8>,
+    /// The evaluator's one-line reason.
+    pub eval_reason: String,
+    /// 0 for the first instruction, k after k refinements.
+    pub iteration: u32,
+    /// The generator and evaluator (their names).
+    pub generator: String,
+    pub evaluator: String,
+    /// The stage keys of the templates used, e.g. `reverse_instruction@1 evaluate@1`.
+    pub prompt_version: String,
+    /// Prompt and completion tokens spent on this pair, over all stages and iterations.
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// The instruction's language as identified (should be `en_Latn`).
+    pub instruction_lang: String,
+    /// The instruction only asks to translate (flagged; kept or dropped by config).
+    pub translate: bool,
 }
 
 impl Doc {

@@ -31,10 +31,25 @@ pub fn split_docs<'s, F>(
     docs: VecCollection<'s, Epoch, Doc>,
     name: &str,
     stats: &StatsRegistry,
-    mut step: F,
+    step: F,
 ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>)
 where
     F: FnMut(Doc) -> Verdict + 'static,
+{
+    split_map(docs, name, stats, step)
+}
+
+/// [`split_docs`] over any record that a step turns into a document or a reject (e.g. a
+/// document with its model output).
+pub fn split_map<'s, T, F>(
+    docs: VecCollection<'s, Epoch, T>,
+    name: &str,
+    stats: &StatsRegistry,
+    mut step: F,
+) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>)
+where
+    T: differential_dataflow::Data,
+    F: FnMut(T) -> Verdict + 'static,
 {
     let stats = stats.clone();
     let name = name.to_string();

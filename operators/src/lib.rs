@@ -16,7 +16,7 @@ pub mod quality;
 pub mod source;
 pub mod stats;
 
-pub use doc::{Doc, Origin, Reject};
+pub use doc::{Doc, Origin, Pair, Reject};
 pub use stats::{OpStats, StatsRegistry};
 
 /// The timestamp of every collection: the ingestion epoch (one epoch = one batch of new shards).

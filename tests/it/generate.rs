@@ -323,6 +323,7 @@ mod operator {
             source: Origin { shard: "s.jsonl".into(), offset: i as u64 },
             lang: None,
             meta: BTreeMap::new(),
+            pair: None,
         }
     }
 
@@ -450,7 +451,8 @@ mod operator {
         };
         let (first, c1, dropped) = run(op("reverse@v1", &memo), epochs());
         assert_eq!(first.len(), 5, "every document comes out once: {first:?}");
-        assert_eq!(dropped, 1, "the empty document fails with its reason");
+        assert_eq!(dropped, 0, "the stage, not generate, decides what is a reject");
+        assert_eq!(c1.get("no_prompt"), Some(&1), "the empty document fails with its reason");
         assert!(first.iter().any(|(id, r, _)| id == "d2" && !r.ok && r.reason == "no_text"));
         assert_eq!(c1.get("model_calls"), Some(&4));
         assert!(first.iter().filter(|(_, r, _)| r.ok).all(|(_, r, _)| r.completion_tokens > 0));

@@ -513,8 +513,7 @@ impl Engine {
         }
         let body = if eos { &generated[..generated.len() - 1] } else { generated };
         let text = self.tokenizer.decode(body, true).unwrap_or_default();
-        let stop_at =
-            params.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min();
+        let stop_at = super::sampling::find_stop(&text, &params.stop);
         if !(eos || stop_at.is_some() || length) {
             return None;
         }

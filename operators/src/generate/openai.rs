@@ -111,8 +111,11 @@ impl OpenAiGenerator {
         if p.no_repeat_ngram_size > 0 {
             body["no_repeat_ngram_size"] = json!(p.no_repeat_ngram_size);
         }
-        if !p.stop.is_empty() {
-            body["stop"] = json!(p.stop);
+        // Whitespace-only stops would end an answer that starts with a blank line; they are
+        // applied here after the reply instead (see `SamplingParams::stop`).
+        let server_stops: Vec<&String> = p.stop.iter().filter(|s| !s.trim().is_empty()).collect();
+        if !server_stops.is_empty() {
+            body["stop"] = json!(server_stops);
         }
         match &req.prompt {
             Prompt::Text(t) => {
@@ -155,7 +158,13 @@ impl OpenAiGenerator {
         let mut attempt = 0;
         loop {
             match self.once(&url, &body).await {
-                Ok(c) => return Ok(c),
+                Ok(mut c) => {
+                    if let Some(at) = super::sampling::find_stop(&c.text, &req.params.stop) {
+                        c.text.truncate(at);
+                        c.finish = super::FinishReason::Stop;
+                    }
+                    return Ok(c);
+                }
                 Err((e, retry_after)) => {
                     if !e.retryable() || attempt >= self.cfg.retries {
                         return Err(e);

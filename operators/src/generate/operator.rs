@@ -10,6 +10,11 @@
 //!
 //! Every document comes out once with a [`GenResult`]: `ok` with the text and token counts, or
 //! failed with a reason (`gen_http_error`, `gen_empty_prompt`, …) — never dropped silently.
+//! The stage that uses it decides what a failure means (usually a reject) and counts
+//! `docs_in`/`docs_out`/`dropped`; this operator counts only the model's work under the name
+//! it is given: `model_calls`, `memo_hits`, `memo_misses`, `prompt_tokens`,
+//! `completion_tokens`, `failed` (generator errors) and `no_prompt` (the prompt builder's
+//! refusals).
 //! A retraction (negative diff) replays the result given earlier for that document, so the
 //! collection stays consistent without a model call.
 
@@ -209,9 +214,9 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                         let mut fresh: Vec<Item> = Vec::new();
                         input.for_each(|cap, data| {
                             for (doc, time, diff) in data.drain(..) {
-                                *counters.entry("docs_in").or_default() += 1;
                                 match prompt(&doc) {
                                     Err((reason, detail)) => {
+                                        *counters.entry("no_prompt").or_default() += 1;
                                         let r = GenResult::failed(reason, detail);
                                         emitted.push((doc, r, time, diff));
                                         // Emitted below under this capability's time.
@@ -322,22 +327,13 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                             next_id += 1;
                         }
                         for (doc, r, time, diff) in emitted {
-                            if r.ok {
-                                *counters.entry("docs_out").or_default() += 1;
-                            } else {
-                                stats.with(&op_name, |s| s.drop(&r.reason));
-                            }
                             let cap = &caps.get(&time).expect("a capability for every time with output").0;
                             output.session(cap).give(((doc, r), time, diff));
                         }
                         caps.retain(|_, (_, outstanding)| *outstanding > 0);
                         stats.with(&op_name, |s| {
                             for (k, v) in &counters {
-                                match *k {
-                                    "docs_in" => s.docs_in += v,
-                                    "docs_out" => s.docs_out += v,
-                                    other => s.count(other, *v),
-                                }
+                                s.count(k, *v);
                             }
                             s.add_time(started.elapsed());
                         });

@@ -26,6 +26,8 @@ pub struct SamplingParams {
     pub no_repeat_ngram_size: usize,
     pub max_new_tokens: usize,
     /// Generation stops before the first of these strings (it is not part of the output).
+    /// Leading whitespace never stops it: stop strings are looked for from the first
+    /// non-blank character on, so `"\n\n"` ends a paragraph rather than an empty answer.
     pub stop: Vec<String>,
     pub seed: u64,
     /// Keep going past end-of-sequence tokens (benchmarks: exactly max_new_tokens each).
@@ -65,6 +67,13 @@ impl SamplingParams {
     pub fn key(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// Where the completion `text` ends by the stop strings: the earliest match that starts after
+/// the text's leading whitespace (see [`SamplingParams::stop`]).
+pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
+    let lead = text.len() - text.trim_start().len();
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text[lead..].find(s.as_str()).map(|at| lead + at)).min()
 }
 
 pub struct Sampler {
@@ -168,6 +177,15 @@ pub fn argmax(xs: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stops_count_only_after_leading_whitespace() {
+        let stops = vec!["\n\n".to_string(), "###".to_string()];
+        assert_eq!(find_stop("\n\n1. What is it?\n\n2. Why?", &stops), Some(16));
+        assert_eq!(find_stop(" Tell me.### Text", &stops), Some(9));
+        assert_eq!(find_stop("\n\n", &stops), None);
+        assert_eq!(find_stop("no stop", &[]), None);
+    }
 
     #[test]
     fn greedy_takes_the_largest_logit() {

@@ -19,6 +19,22 @@ pub const REVERSE_PAPER: &str = "Below is a text that describes a candidate outp
 /// The default evaluator prompt: the paper's three levels, a score and a one-line reason.
 pub const EVALUATE_DEFAULT: &str = "You are checking an instruction-tuning example. The response is natural text in {language}; the instruction is in English.\n\nRate whether the response is an appropriate answer to the instruction:\n- good: the instruction asks for exactly what the response gives\n- flawed: related, but the instruction is vague, asks for more or less than the response gives, or has errors\n- bad: unrelated, not an instruction, or not in English\n\n### Instruction:\n{instruction}\n\n### Response:\n{text}\n\nAnswer in three lines:\nLabel: good|flawed|bad\nScore: 1-5\nReason: one sentence\n\nLabel:";
 
+/// Few-shot reverse instruction for base models: the authors' prompt with two worked examples
+/// (in languages other than the targets' scripts mix), so a small base model answers with one
+/// English instruction line.
+pub const REVERSE_FEWSHOT: &str = "Below is a text that describes a candidate output. Write an English instruction that can take the given text as an appropriate answer.\n\n### Text:\nHelsinki on Suomen pääkaupunki ja suurin kaupunki. Se sijaitsee Suomenlahden rannalla, ja sen asukasluku on noin 680 000.\n\n### English Instruction:\nTell me about Helsinki: where it is and how many people live there.\n\n### Text:\nKwa kupika wali mzuri, osha mchele mara mbili, tumia vikombe viwili vya maji kwa kila kikombe cha mchele, na upike kwa moto mdogo kwa dakika ishirini.\n\n### English Instruction:\nHow do I cook rice properly?\n\n### Text:\n{text}\n\n### English Instruction:";
+
+/// Reverse instruction for chat models: one user message (rendered with the model's chat
+/// template, or sent to `/v1/chat/completions`).
+pub const REVERSE_CHAT: &str = "Here is a text in {language}. Write the English instruction (a request or question a user might ask) to which this text is an appropriate answer. Reply with the instruction only, in one line.\n\nText:\n{text}";
+
+/// Few-shot evaluator for base and small models: three rated examples, one per label, then
+/// `### Rating:`; the model answers `label, score. reason`.
+pub const EVALUATE_FEWSHOT: &str = "Rate how well the response answers the English instruction: good, flawed or bad, then a score from 1 to 5 and a short reason.\n\n### Instruction:\nHow do I cook rice properly?\n### Response:\nKwa kupika wali mzuri, osha mchele mara mbili, tumia vikombe viwili vya maji kwa kila kikombe cha mchele, na upike kwa moto mdogo kwa dakika ishirini.\n### Rating:\ngood, 5. The response explains how to cook rice.\n\n### Instruction:\nWrite a poem about the sea.\n### Response:\nHelsinki on Suomen pääkaupunki ja suurin kaupunki. Se sijaitsee Suomenlahden rannalla.\n### Rating:\nbad, 1. The response is about Helsinki, not a poem about the sea.\n\n### Instruction:\nWhat is this text about?\n### Response:\nIstanbul, Türkiye'nin en kalabalık şehridir ve iki kıtaya yayılır.\n### Rating:\nflawed, 3. The instruction is too vague; it should ask about Istanbul.\n\n### Instruction:\n{instruction}\n### Response:\n{text}\n### Rating:\n";
+
+/// Refinement: the flawed instruction and the evaluator's reason, asking for a better one.
+pub const REFINE_DEFAULT: &str = "Below is a text that describes a candidate output, and an English instruction for it that a reviewer found flawed. Write a better English instruction that can take the given text as an appropriate answer.\n\n### Text:\n{text}\n\n### Flawed Instruction:\n{instruction}\n\n### Reviewer's Note:\n{reason}\n\n### Better English Instruction:";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Template {
@@ -27,11 +43,80 @@ pub struct Template {
     /// Bump when the text changes: the memo cache recomputes this stage only.
     pub version: u32,
     pub text: String,
+    /// Send the rendered text as one chat user message instead of raw text.
+    #[serde(default)]
+    pub chat: bool,
+}
+
+/// A stage's template in the config: a built-in by name, or a custom one
+/// (`template = { id = "reverse_instruction", version = 3, text = "…{text}…" }`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateChoice {
+    BuiltIn(BuiltIn),
+    Custom(Template),
+}
+
+/// The built-in templates (each at version 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuiltIn {
+    /// [`REVERSE_PAPER`], the authors' prompt verbatim.
+    Paper,
+    /// [`REVERSE_FEWSHOT`].
+    Fewshot,
+    /// [`REVERSE_CHAT`].
+    Chat,
+    /// [`EVALUATE_FEWSHOT`].
+    EvaluateFewshot,
+    /// [`EVALUATE_DEFAULT`] (zero-shot, for instruction-following evaluators).
+    EvaluateZeroShot,
+    /// [`REFINE_DEFAULT`].
+    Refine,
+}
+
+impl TemplateChoice {
+    /// The template, checked to have the slots its stage fills (`required`).
+    pub fn resolve(&self, stage: &str, required: &[&str]) -> Result<Template, String> {
+        let t = match self {
+            TemplateChoice::Custom(t) => t.clone(),
+            TemplateChoice::BuiltIn(b) => {
+                let (name, text, chat) = match b {
+                    BuiltIn::Paper => ("paper", REVERSE_PAPER, false),
+                    BuiltIn::Fewshot => ("fewshot", REVERSE_FEWSHOT, false),
+                    BuiltIn::Chat => ("chat", REVERSE_CHAT, true),
+                    BuiltIn::EvaluateFewshot => ("fewshot", EVALUATE_FEWSHOT, false),
+                    BuiltIn::EvaluateZeroShot => ("zero_shot", EVALUATE_DEFAULT, false),
+                    BuiltIn::Refine => ("refine", REFINE_DEFAULT, false),
+                };
+                let mut t = Template::new(&format!("{stage}.{name}"), 1, text);
+                t.chat = chat;
+                t
+            }
+        };
+        let slots = t.slots();
+        for r in required {
+            if !slots.iter().any(|s| s == r) {
+                return Err(format!("{stage}: template {} has no {{{r}}} slot", t.stage_key()));
+            }
+        }
+        Ok(t)
+    }
 }
 
 impl Template {
     pub fn new(id: &str, version: u32, text: &str) -> Template {
-        Template { id: id.to_string(), version, text: text.to_string() }
+        Template { id: id.to_string(), version, text: text.to_string(), chat: false }
+    }
+
+    /// The rendered prompt as the generator takes it: raw text, or one chat user message.
+    pub fn prompt(&self, fields: &[(&str, &str)]) -> crate::generate::Prompt {
+        let text = self.render(fields);
+        if self.chat {
+            crate::generate::Prompt::Chat(vec![crate::generate::Message { role: "user".into(), content: text }])
+        } else {
+            crate::generate::Prompt::Text(text)
+        }
     }
 
     /// `id@version`: the stage's identity in the memo cache and in the dataset.
@@ -276,6 +361,13 @@ fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// Whether an instruction only asks to translate a text (`Translate this into Hindi.`,
+/// `Provide a Swahili translation of …`).
+pub fn is_translation_request(instruction: &str) -> bool {
+    let lower = instruction.to_lowercase();
+    lower.split(|c: char| !c.is_alphanumeric()).any(|w| w.starts_with("translat"))
+}
+
 /// The paper's three levels; `Unknown` when the evaluator's output cannot be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -331,12 +423,26 @@ pub fn parse_evaluation(raw: &str) -> Evaluation {
         })
     };
     let first_line = lower.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    // A model that echoes the answer format (`good|flawed|bad`, `Score: 1-5`) said nothing.
+    let echo = |text: &str| text.contains('|') || text.contains("good/") || text.contains("/bad");
+    let word_label = |text: &str| if echo(text) { None } else { word_label(text) };
     let label = line_value("label").and_then(word_label).or_else(|| word_label(first_line));
-    let score = line_value("score")
-        .and_then(|v| v.chars().find(|c| c.is_ascii_digit()))
-        .and_then(|c| c.to_digit(10))
-        .filter(|d| (1..=5).contains(d))
-        .map(|d| d as u8);
+    let digit = |v: &str| -> Option<u8> {
+        let v = v.trim_start();
+        let d = v.chars().next().filter(char::is_ascii_digit)?.to_digit(10)?;
+        // `1-5` and `1 to 5` are the format, not a score.
+        let rest = v[1..].trim_start();
+        if rest.starts_with('-') || rest.starts_with("to ") || rest.starts_with('–') {
+            return None;
+        }
+        Some(d as u8).filter(|d| (1..=5).contains(d))
+    };
+    // `good, 5. reason` (the few-shot format): the score right after the label word.
+    let inline_score = || {
+        let after = first_line.trim_start_matches(|c: char| c.is_alphabetic() || c == ':' || c == ' ');
+        digit(after.trim_start_matches([',', ' ', '(']))
+    };
+    let score = line_value("score").and_then(digit).or_else(|| if echo(first_line) { None } else { inline_score() });
     let label = label.or(match score {
         Some(4 | 5) => Some(Label::Good),
         Some(3) => Some(Label::Flawed),
@@ -351,6 +457,13 @@ pub fn parse_evaluation(raw: &str) -> Evaluation {
             t.to_lowercase()
                 .starts_with("reason")
                 .then(|| t[6..].trim_start_matches([':', ' ', '*']).trim().to_string())
+        })
+        .or_else(|| {
+            // `good, 5. The response explains …`: the reason after the score.
+            let first = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
+            let at = first.find(|c: char| c.is_ascii_digit())?;
+            let rest = first[at + 1..].trim_start_matches(['.', ')', ',', ' ', '/', '5']).trim();
+            (!rest.is_empty() && score.is_some()).then(|| rest.to_string())
         })
         .unwrap_or_default();
     Evaluation { label, score, reason }
@@ -446,5 +559,51 @@ mod tests {
         let u = parse_evaluation("I cannot tell.\n\n");
         assert_eq!((u.label, u.score), (Label::Unknown, None));
         assert_eq!(parse_evaluation("Score: 9").score, None, "out of range");
+        // What Gemma-3-270M base answers to the zero-shot prompt: the format echoed back.
+        let echo = parse_evaluation(" good|flawed|bad\nScore: 1-5\nReason: one sentence\n\nLabel: good|flawed|bad");
+        assert_eq!((echo.label, echo.score), (Label::Unknown, None));
+        // The few-shot format.
+        let f = parse_evaluation("good, 4. The response explains how to vote.\n\n");
+        assert_eq!(
+            (f.label, f.score, f.reason.as_str()),
+            (Label::Good, Some(4), "The response explains how to vote.")
+        );
+        let f = parse_evaluation("flawed, 3. Too vague.");
+        assert_eq!((f.label, f.score, f.reason.as_str()), (Label::Flawed, Some(3), "Too vague."));
+    }
+
+    #[test]
+    fn translation_requests_are_recognized() {
+        assert!(is_translation_request("Translate the following paragraph into Turkish."));
+        assert!(is_translation_request("Provide a Swahili translation of the text."));
+        assert!(!is_translation_request("Explain the right to education."));
+        assert!(!is_translation_request("What is transparency in government?"));
+    }
+
+    #[test]
+    fn built_in_templates_resolve_and_custom_ones_are_checked() {
+        let t = TemplateChoice::BuiltIn(BuiltIn::Paper).resolve("reverse_instruction", &["text"]).unwrap();
+        assert_eq!(t.text, REVERSE_PAPER);
+        assert_eq!(t.stage_key(), "reverse_instruction.paper@1");
+        let chat = TemplateChoice::BuiltIn(BuiltIn::Chat).resolve("reverse_instruction", &["text"]).unwrap();
+        assert!(matches!(chat.prompt(&[("text", "x"), ("language", "Thai")]), crate::generate::Prompt::Chat(m) if m[0].content.contains("text in Thai")));
+        for (b, slots) in [
+            (BuiltIn::Fewshot, &["text"][..]),
+            (BuiltIn::EvaluateFewshot, &["instruction", "text"][..]),
+            (BuiltIn::EvaluateZeroShot, &["instruction", "text", "language"][..]),
+            (BuiltIn::Refine, &["instruction", "text", "reason"][..]),
+        ] {
+            TemplateChoice::BuiltIn(b).resolve("s", slots).unwrap();
+        }
+        let custom = TemplateChoice::Custom(Template::new("reverse_instruction", 3, "Say: {txt}"));
+        let err = custom.resolve("reverse_instruction", &["text"]).unwrap_err();
+        assert!(err.contains("no {text} slot"), "{err}");
+        let parsed: TemplateChoice = toml::from_str::<std::collections::BTreeMap<String, TemplateChoice>>(
+            "t = { id = \"r\", version = 2, text = \"{text}?\" }",
+        )
+        .unwrap()
+        .remove("t")
+        .unwrap();
+        assert_eq!(parsed, TemplateChoice::Custom(Template::new("r", 2, "{text}?")));
     }
 }

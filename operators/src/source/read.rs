@@ -116,7 +116,7 @@ impl SourceConfig {
         }
         let id = id.filter(|s| !s.is_empty()).unwrap_or_else(|| Doc::derived_id(&origin));
         let lang = lang.filter(|l| !l.is_empty());
-        Record::Doc(Doc { id, text, url, source: origin, lang, meta })
+        Record::Doc(Doc { id, text, url, source: origin, lang, meta, pair: None })
     }
 }
 

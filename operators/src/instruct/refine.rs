@@ -1,0 +1,266 @@
+//! `refine`: the paper's iterative refinement. Evaluated pairs are triaged: **good** ones are
+//! accepted, **bad** ones rejected (`eval_bad`, with the evaluator's reason), `unknown` ones
+//! rejected (`eval_unknown`) unless kept by config; **flawed** ones get a new instruction —
+//! from a refine prompt that shows the flawed instruction and the evaluator's reason, or
+//! resampled from the reverse prompt with another seed — which is cleaned, cross-checked and
+//! evaluated again, up to `max_iterations` rounds. Still flawed after that → `eval_flawed`
+//! (or kept, by config). The dataset records the iteration at which each pair was accepted.
+//!
+//! A bounded loop of operators (one round = generate → clean → cross_check → evaluate →
+//! triage), each round's requests seeded by (document, round): an incremental rebuild finds
+//! every round already done in the memo cache. Holds nothing beyond its `generate` operators.
+
+use super::cross_check::{check_pair, CrossCheckConfig};
+use super::evaluate::{Evaluate, EvaluateConfig};
+use super::models::{doc_seed, language_name, prompt_text, StageModels};
+use super::prompt::{BuiltIn, Label, Template, TemplateChoice};
+use super::reverse::{accept_instruction, ReverseConfig};
+use crate::doc::{Doc, Reject};
+use crate::filter::{split_docs, split_map};
+use crate::generate::{GenRequest, GenerateExt, SamplingParams};
+use crate::lang_id::LangIdentifier;
+use crate::stats::StatsRegistry;
+use crate::Epoch;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How a flawed pair gets its next instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefineMode {
+    /// The refine template, with the flawed instruction and the evaluator's reason.
+    Prompt,
+    /// The reverse-instruction prompt again, with another seed.
+    Resample,
+}
+
+/// `[refine]` in the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefineConfig {
+    /// Rounds of refinement for flawed pairs (the paper: a few; 0 = none).
+    pub max_iterations: u32,
+    pub mode: RefineMode,
+    /// `refine` or a custom template with `{text}`, `{instruction}` and `{reason}` slots.
+    pub template: TemplateChoice,
+    /// Keep pairs still flawed after the last round (label `flawed`) instead of rejecting them.
+    pub keep_flawed: bool,
+    /// Keep pairs the evaluator's answer could not be read for (label `unknown`).
+    pub keep_unknown: bool,
+}
+
+impl Default for RefineConfig {
+    fn default() -> Self {
+        RefineConfig {
+            max_iterations: 2,
+            mode: RefineMode::Prompt,
+            template: TemplateChoice::BuiltIn(BuiltIn::Refine),
+            keep_flawed: false,
+            keep_unknown: false,
+        }
+    }
+}
+
+impl RefineConfig {
+    pub fn template(&self) -> Result<Template, String> {
+        self.template.resolve("refine", &["text", "instruction", "reason"])
+    }
+}
+
+/// The stages a refinement round repeats, with their configs.
+#[derive(Clone)]
+pub struct RefineStages {
+    pub reverse: ReverseConfig,
+    pub evaluate: EvaluateConfig,
+    /// The cross-lingual checks, when the pipeline runs them.
+    pub cross_check: Option<(Arc<LangIdentifier>, CrossCheckConfig)>,
+}
+
+type Split<'s> = (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>);
+
+/// What triage does with one document: accept, refine, or reject.
+fn triage(doc: Doc, op: &str, cfg: &RefineConfig, last: bool) -> Result<Result<Doc, Doc>, Reject> {
+    let Some(pair) = doc.pair.as_ref() else { return Ok(Ok(doc)) };
+    let reject = |doc: &Doc, reason: &str, detail: String| {
+        Err(Reject::new(doc.source.clone(), op, reason, detail, Some(doc.id.clone())))
+    };
+    let detail = format!("{:?} ({}): {}", pair.instruction, pair.score.map_or("-".into(), |s| s.to_string()), pair.eval_reason);
+    match pair.label.as_str() {
+        l if l == Label::Bad.as_str() => reject(&doc, "eval_bad", detail),
+        l if l == Label::Unknown.as_str() && !cfg.keep_unknown => reject(&doc, "eval_unknown", detail),
+        l if l == Label::Flawed.as_str() && last && !cfg.keep_flawed => reject(&doc, "eval_flawed", detail),
+        l if l == Label::Flawed.as_str() && !last => Ok(Err(doc)),
+        // good, not evaluated (the evaluate stage was skipped), or kept by config.
+        _ => Ok(Ok(doc)),
+    }
+}
+
+pub trait Refine<'s> {
+    fn refine(self, cfg: &RefineConfig, stages: &RefineStages, models: &StageModels, stats: &StatsRegistry)
+        -> Result<Split<'s>, String>;
+
+    fn refine_named(
+        self,
+        name: &str,
+        cfg: &RefineConfig,
+        stages: &RefineStages,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<Split<'s>, String>;
+}
+
+impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
+    fn refine(
+        self,
+        cfg: &RefineConfig,
+        stages: &RefineStages,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<Split<'s>, String> {
+        self.refine_named("refine", cfg, stages, models, stats)
+    }
+
+    /// Counted under `name` (the first triage) and `name.N` (round N: its generation, clean-up,
+    /// cross-check, evaluation and triage).
+    fn refine_named(
+        self,
+        name: &str,
+        cfg: &RefineConfig,
+        stages: &RefineStages,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<Split<'s>, String> {
+        let refine_template = cfg.template()?;
+        let reverse_template = stages.reverse.template()?;
+        let template = match cfg.mode {
+            RefineMode::Prompt => refine_template,
+            RefineMode::Resample => reverse_template,
+        };
+        let stage = template.stage_key();
+        let generator = models.generator.name();
+        let (mut accepted, mut rejects, mut flawed) = self.triage_round(name, cfg, cfg.max_iterations == 0, stats);
+        for round in 1..=cfg.max_iterations {
+            let round_name = format!("{name}.{round}");
+            let op = models.generator_op(stage.clone());
+            let (reverse, template, mode) = (stages.reverse.clone(), template.clone(), cfg.mode);
+            let generated = flawed.generate_named(&round_name, &op, stats, move |doc: &Doc| {
+                Ok(match mode {
+                    RefineMode::Resample => reverse.request(&template, doc, round as u64),
+                    RefineMode::Prompt => {
+                        let pair = doc.pair.as_deref().cloned().unwrap_or_default();
+                        let text = prompt_text(doc, reverse.max_text_chars);
+                        let reason = if pair.eval_reason.is_empty() { "The instruction is vague." } else { &pair.eval_reason };
+                        GenRequest {
+                            prompt: template.prompt(&[
+                                ("text", &text),
+                                ("instruction", &pair.instruction),
+                                ("reason", reason),
+                                ("language", &language_name(doc)),
+                            ]),
+                            params: SamplingParams {
+                                temperature: reverse.temperature,
+                                top_p: reverse.top_p,
+                                max_new_tokens: reverse.max_new_tokens,
+                                stop: vec!["###".into(), "\n\n".into()],
+                                seed: doc_seed(doc, round as u64),
+                                ..SamplingParams::default()
+                            },
+                        }
+                    }
+                })
+            });
+            let (bounds, on, gen, st) = (stages.reverse.bounds.clone(), round_name.clone(), generator.clone(), stage.clone());
+            let (mut refined, failed) = split_map(generated, &round_name, stats, move |item| {
+                let prompt_version = item.0.pair.as_ref().map(|p| p.prompt_version.clone()).unwrap_or_default();
+                let mut doc = accept_instruction(item, &on, &bounds, &gen, &st, round)?;
+                if let Some(p) = doc.pair.as_mut() {
+                    // Keep the first stages' template keys: the pair went through them too.
+                    if !prompt_version.split(' ').any(|s| s == st) {
+                        p.prompt_version = format!("{prompt_version} {st}");
+                    } else {
+                        p.prompt_version = prompt_version;
+                    }
+                }
+                Ok(doc)
+            });
+            rejects = rejects.concat(failed);
+            if let Some((identifier, check)) = &stages.cross_check {
+                let (id, check, on) = (identifier.clone(), check.clone(), format!("{round_name}.cross_check"));
+                let (kept, dropped) = split_docs(refined, &on.clone(), stats, move |d| check_pair(d, &on, &id, &check));
+                refined = kept;
+                rejects = rejects.concat(dropped);
+            }
+            let (evaluated, eval_failed) =
+                refined.evaluate_named(&format!("{round_name}.evaluate"), &stages.evaluate, models, stats)?;
+            rejects = rejects.concat(eval_failed);
+            let (ok, dropped, again) =
+                evaluated.triage_round(&format!("{round_name}.triage"), cfg, round == cfg.max_iterations, stats);
+            accepted = accepted.concat(ok);
+            rejects = rejects.concat(dropped);
+            flawed = again;
+        }
+        Ok((accepted, rejects))
+    }
+}
+
+trait TriageRound<'s> {
+    /// (accepted, rejected, to refine).
+    fn triage_round(
+        self,
+        name: &str,
+        cfg: &RefineConfig,
+        last: bool,
+        stats: &StatsRegistry,
+    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>, VecCollection<'s, Epoch, Doc>);
+}
+
+impl<'s> TriageRound<'s> for VecCollection<'s, Epoch, Doc> {
+    fn triage_round(
+        self,
+        name: &str,
+        cfg: &RefineConfig,
+        last: bool,
+        stats: &StatsRegistry,
+    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>, VecCollection<'s, Epoch, Doc>) {
+        let (c, on, counted) = (cfg.clone(), name.to_string(), stats.clone());
+        let tagged = self.map(move |doc| {
+            let started = std::time::Instant::now();
+            let t = match triage(doc, &on, &c, last) {
+                Ok(Ok(doc)) => Triaged::Accept(doc),
+                Ok(Err(doc)) => Triaged::Refine(doc),
+                Err(r) => Triaged::Reject(r),
+            };
+            counted.with(&on, |s| {
+                s.docs_in += 1;
+                match &t {
+                    Triaged::Accept(_) => s.docs_out += 1,
+                    Triaged::Refine(_) => s.count("to_refine", 1),
+                    Triaged::Reject(r) => s.drop(&r.reason),
+                }
+                s.add_time(started.elapsed());
+            });
+            t
+        });
+        let accepted = tagged.clone().flat_map(|t| match t {
+            Triaged::Accept(d) => Some(d),
+            _ => None,
+        });
+        let again = tagged.clone().flat_map(|t| match t {
+            Triaged::Refine(d) => Some(d),
+            _ => None,
+        });
+        let dropped = tagged.flat_map(|t| match t {
+            Triaged::Reject(r) => Some(r),
+            _ => None,
+        });
+        (accepted, dropped, again)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Triaged {
+    Accept(Doc),
+    Refine(Doc),
+    Reject(Reject),
+}

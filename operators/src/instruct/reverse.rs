@@ -1,0 +1,157 @@
+//! `reverse_instruction`: the document's text is the response; a model writes the English
+//! instruction it answers (the authors' prompt verbatim by default, or a few-shot or chat
+//! variant), and the instruction is cleaned (cut at stop markers, labels and quotes stripped,
+//! length bounds) or the document is rejected with the reason.
+//!
+//! Holds nothing per document beyond what `generate` holds (requests in flight and the results
+//! given, for retractions).
+
+use super::models::{doc_seed, language_name, prompt_text, sampled, StageModels};
+use super::prompt::{clean_instruction, BuiltIn, InstructionBounds, Template, TemplateChoice};
+use crate::doc::{Doc, Pair, Reject};
+use crate::filter::split_map;
+use crate::generate::{GenRequest, GenResult, GenerateExt, SamplingParams};
+use crate::stats::StatsRegistry;
+use crate::Epoch;
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+
+/// `[reverse_instruction]` in the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReverseConfig {
+    /// `paper` (the authors' prompt, verbatim), `fewshot` (two worked examples; better for small
+    /// base models), `chat` (one user message for chat models), or a custom
+    /// `{ id, version, text, chat }` with a `{text}` slot (and optionally `{language}`).
+    pub template: TemplateChoice,
+    pub max_new_tokens: usize,
+    /// Sampling (the paper's: temperature 0.7, top-p 0.9); the seed is per document.
+    pub temperature: f32,
+    pub top_p: f32,
+    pub bounds: InstructionBounds,
+    /// Characters of the document put into the prompt (cut at a sentence end).
+    pub max_text_chars: usize,
+    /// Fraction of documents (picked by id, stable across runs) that get an instruction; the
+    /// rest are rejected as `instruct_not_sampled`. 1.0 = all.
+    pub sample_rate: f64,
+}
+
+impl Default for ReverseConfig {
+    fn default() -> Self {
+        ReverseConfig {
+            template: TemplateChoice::BuiltIn(BuiltIn::Paper),
+            max_new_tokens: 64,
+            temperature: 0.7,
+            top_p: 0.9,
+            bounds: InstructionBounds::default(),
+            max_text_chars: 2000,
+            sample_rate: 1.0,
+        }
+    }
+}
+
+impl ReverseConfig {
+    pub fn template(&self) -> Result<Template, String> {
+        self.template.resolve("reverse_instruction", &["text"])
+    }
+
+    /// The request for `doc` (`salt` 0 for the first instruction, k for the k-th resample).
+    pub fn request(&self, template: &Template, doc: &Doc, salt: u64) -> GenRequest {
+        let text = prompt_text(doc, self.max_text_chars);
+        let lang = language_name(doc);
+        GenRequest {
+            prompt: template.prompt(&[("text", &text), ("language", &lang)]),
+            params: SamplingParams {
+                temperature: self.temperature,
+                top_p: self.top_p,
+                max_new_tokens: self.max_new_tokens,
+                stop: vec!["###".into(), "\n\n".into()],
+                seed: doc_seed(doc, salt),
+                ..SamplingParams::default()
+            },
+        }
+    }
+}
+
+/// The document with a generated instruction as its pair, or the reason it has none.
+/// `iteration` is 0 for the first instruction; the previous pair's token counts carry over.
+pub fn accept_instruction(
+    (mut doc, r): (Doc, GenResult),
+    op: &str,
+    bounds: &InstructionBounds,
+    generator: &str,
+    stage: &str,
+    iteration: u32,
+) -> Result<Doc, Reject> {
+    if !r.ok {
+        return Err(Reject::new(doc.source.clone(), op, &r.reason, r.detail, Some(doc.id)));
+    }
+    match clean_instruction(&r.text, &doc.text, bounds) {
+        Ok(instruction) => {
+            let old = doc.pair.take().map(|p| *p).unwrap_or_default();
+            doc.pair = Some(Box::new(Pair {
+                instruction,
+                iteration,
+                generator: generator.to_string(),
+                prompt_version: stage.to_string(),
+                tokens_in: old.tokens_in + r.prompt_tokens,
+                tokens_out: old.tokens_out + r.completion_tokens,
+                ..Pair::default()
+            }));
+            Ok(doc)
+        }
+        Err((reason, detail)) => Err(Reject::new(doc.source.clone(), op, reason, detail, Some(doc.id))),
+    }
+}
+
+pub trait ReverseInstruction<'s> {
+    fn reverse_instruction(
+        self,
+        cfg: &ReverseConfig,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>), String>;
+
+    fn reverse_instruction_named(
+        self,
+        name: &str,
+        cfg: &ReverseConfig,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>), String>;
+}
+
+impl<'s> ReverseInstruction<'s> for VecCollection<'s, Epoch, Doc> {
+    fn reverse_instruction(
+        self,
+        cfg: &ReverseConfig,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>), String> {
+        self.reverse_instruction_named("reverse_instruction", cfg, models, stats)
+    }
+
+    fn reverse_instruction_named(
+        self,
+        name: &str,
+        cfg: &ReverseConfig,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>), String> {
+        let template = cfg.template()?;
+        let stage = template.stage_key();
+        let op = models.generator_op(stage.clone());
+        let generator = models.generator.name();
+        let prompt_cfg = cfg.clone();
+        let generated = self.generate_named(name, &op, stats, move |doc: &Doc| {
+            if !sampled(doc, prompt_cfg.sample_rate) {
+                return Err(("instruct_not_sampled", format!("outside sample_rate {}", prompt_cfg.sample_rate)));
+            }
+            Ok(prompt_cfg.request(&template, doc, 0))
+        });
+        let (bounds, op_name) = (cfg.bounds.clone(), name.to_string());
+        Ok(split_map(generated, name, stats, move |item| {
+            accept_instruction(item, &op_name, &bounds, &generator, &stage, 0)
+        }))
+    }
+}
