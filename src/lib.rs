@@ -15,3 +15,5 @@ pub use xinstruct_operators as operators;
 pub mod sample;
 pub mod serve;
 pub mod summary;
+pub mod export;
+pub mod seed;

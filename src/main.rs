@@ -137,6 +137,48 @@ enum Command {
         #[arg(long, default_value = "xinstruct-report")]
         out: PathBuf,
     },
+    /// Training files from the dataset's pairs (JSON Lines) with "Answer in {Language}."
+    /// appended, plus the LLaMA-Factory dataset_info.json entry beside them.
+    Export {
+        /// The dataset: an output folder or s3://bucket/prefix.
+        #[arg(long, default_value = "xinstruct-demo/dataset")]
+        data: String,
+        #[arg(long, value_enum, default_value = "alpaca")]
+        format: xinstruct::export::ExportFormat,
+        /// The file to write (.jsonl).
+        #[arg(long)]
+        out: PathBuf,
+        /// Appended to every instruction ({language} = the response's language); "" for none.
+        #[arg(long, default_value = "Answer in {language}.")]
+        suffix: String,
+        /// Only these labels (comma-separated), e.g. good; default: every pair in the dataset.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Leave out pairs flagged as translation requests.
+        #[arg(long)]
+        drop_translate: bool,
+        /// The dataset's name in dataset_info.json.
+        #[arg(long, default_value = "xinstruct")]
+        name: String,
+    },
+    /// Response -> instruction training data for a dedicated generator (the paper's seed step):
+    /// JSON Lines with an English instruction and its target-language response per line.
+    Seed {
+        #[arg(long)]
+        input: PathBuf,
+        /// The training file to write (Alpaca JSON Lines); rejects go to OUT.rejects.jsonl.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "instruction")]
+        instruction_field: String,
+        #[arg(long, default_value = "output")]
+        response_field: String,
+        /// TOML config whose [reverse_instruction] template the generator will be prompted with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "xinstruct_seed")]
+        name: String,
+    },
     /// Model files: list them, fetch them into the cache (default: all), verify checksums.
     Models {
         #[command(subcommand)]
@@ -280,6 +322,34 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 xinstruct_operators::generate::EngineConfig { max_batch, device, ..Default::default() };
             xinstruct::serve::serve(&model, &addr, &engine)?;
             Ok(0)
+        }
+        Command::Export { data, format, out, suffix, labels, drop_translate, name } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let opts = xinstruct::export::ExportOptions { format, out, suffix, labels, drop_translate, name };
+            let done = rt.block_on(async {
+                let session = SqlSession::open(&data, false).await?;
+                xinstruct::export::export(&session, &opts).await
+            })?;
+            let langs: Vec<String> = done.by_lang.iter().map(|(l, n)| format!("{l} {n}")).collect();
+            eprintln!(
+                "{} pairs -> {} ({}); {}",
+                done.rows,
+                opts.out.display(),
+                if langs.is_empty() { "none".to_string() } else { langs.join(", ") },
+                done.dataset_info.display()
+            );
+            Ok(0)
+        }
+        Command::Seed { input, out, instruction_field, response_field, config, name } => {
+            let cfg = Config::load(config.as_deref())?;
+            let template = cfg.reverse_instruction.template().map_err(|e| anyhow::anyhow!(e))?;
+            let opts = xinstruct::seed::SeedOptions { input, out, instruction_field, response_field, template, name };
+            let done = xinstruct::seed::seed(&opts)?;
+            eprintln!("{} examples -> {}; {}", done.rows, opts.out.display(), done.dataset_info.display());
+            if let Some(r) = &done.rejects_file {
+                eprintln!("{} lines rejected -> {}", done.rejects, r.display());
+            }
+            Ok(if done.rejects > 0 { 3 } else { 0 })
         }
         Command::Report { data, out } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -109,7 +109,6 @@ pub fn docs_schema() -> SchemaRef {
         Field::new("offset", DataType::UInt64, false),
         Field::new("epoch", DataType::UInt64, false),
         Field::new("meta", DataType::Utf8, true),
-        Field::new("lang", DataType::Utf8, true),
         // The instruction-tuning pair (null when the X-Instruction stages did not run); the
         // response is `text`.
         Field::new("instruction", DataType::Utf8, true),
@@ -236,7 +235,6 @@ fn docs_batch(docs: Vec<Doc>, epoch: Epoch) -> Result<RecordBatch> {
     let mut offset = UInt64Builder::with_capacity(docs.len());
     let mut epochs = UInt64Builder::with_capacity(docs.len());
     let mut meta = StringBuilder::new();
-    let mut lang = StringBuilder::new();
     let mut instruction = StringBuilder::new();
     let mut label = StringBuilder::new();
     let mut score = UInt8Builder::new();
@@ -251,7 +249,6 @@ fn docs_batch(docs: Vec<Doc>, epoch: Epoch) -> Result<RecordBatch> {
     let mut translate = BooleanBuilder::new();
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     for d in &docs {
-        lang.append_option(d.lang.as_deref());
         let p = d.pair.as_deref();
         instruction.append_option(p.map(|p| &p.instruction));
         label.append_option(p.and_then(|p| non_empty(&p.label)));
@@ -285,7 +282,6 @@ fn docs_batch(docs: Vec<Doc>, epoch: Epoch) -> Result<RecordBatch> {
         Arc::new(offset.finish()),
         Arc::new(epochs.finish()),
         Arc::new(meta.finish()),
-        Arc::new(lang.finish()),
         Arc::new(instruction.finish()),
         Arc::new(label.finish()),
         Arc::new(score.finish()),

@@ -42,11 +42,6 @@ pub fn describe(sql: &str) -> &str {
 /// reports work on a dataset at any stage.
 fn later_columns() -> Vec<Field> {
     vec![
-        Field::new("instruction", DataType::Utf8, true),
-        Field::new("label", DataType::Utf8, true),
-        Field::new("score", DataType::Float64, true),
-        Field::new("iteration", DataType::UInt32, true),
-        Field::new("model", DataType::Utf8, true),
         Field::new("cluster_id", DataType::UInt64, true),
         Field::new("cluster_size", DataType::UInt64, true),
         Field::new("dup_cluster_id", DataType::Utf8, true),

@@ -2,7 +2,8 @@
 //! levels) with an optional 1–5 score and a one-line reason. The evaluator prompt is versioned
 //! and configurable; the evaluator may be another model than the generator. An answer that
 //! cannot be read is asked again (sampled, another seed) up to `retries` times; still
-//! unreadable → label `unknown`, counted as `unknown`. Generator errors are rejects.
+//! unreadable → label `unknown`, counted as `unknown`. So is an answer whose reason is copied
+//! from the prompt's worked examples (small models do that). Generator errors are rejects.
 //!
 //! A bounded chain of `generate` operators (one per attempt); holds nothing beyond them.
 
@@ -66,11 +67,22 @@ impl EvaluateConfig {
 }
 
 /// Writes the evaluator's verdict into the pair.
-fn label_pair((mut doc, r): (Doc, GenResult), op: &str, evaluator: &str, stage: &str) -> Result<Doc, Reject> {
+fn label_pair(
+    (mut doc, r): (Doc, GenResult),
+    op: &str,
+    evaluator: &str,
+    stage: &str,
+    template_text: &str,
+) -> Result<Doc, Reject> {
     if !r.ok {
         return Err(Reject::new(doc.source.clone(), op, &r.reason, r.detail, Some(doc.id)));
     }
-    let e = parse_evaluation(&r.text);
+    let mut e = parse_evaluation(&r.text);
+    // An evaluator that copies a worked example's reason is repeating the prompt, not judging.
+    if e.reason.chars().count() >= 12 && template_text.contains(e.reason.as_str()) {
+        e.label = Label::Unknown;
+        e.reason = format!("copied from the prompt's examples: {}", e.reason);
+    }
     if let Some(pair) = doc.pair.as_mut() {
         pair.label = e.label.as_str().to_string();
         pair.score = e.score;
@@ -141,8 +153,9 @@ impl<'s> Evaluate<'s> for VecCollection<'s, Epoch, Doc> {
             let results = pending.clone().generate_named(&op_name, &op, stats, move |doc: &Doc| {
                 Ok(req_cfg.request(&req_template, doc, attempt))
             });
-            let (ev, st, on) = (evaluator.clone(), stage.clone(), op_name.clone());
-            let (labelled, failed) = split_map(results, &op_name, stats, move |item| label_pair(item, &on, &ev, &st));
+            let (ev, st, on, tt) = (evaluator.clone(), stage.clone(), op_name.clone(), template.text.clone());
+            let (labelled, failed) =
+                split_map(results, &op_name, stats, move |item| label_pair(item, &on, &ev, &st, &tt));
             rejects = Some(match rejects {
                 None => failed,
                 Some(r) => r.concat(failed),

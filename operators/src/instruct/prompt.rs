@@ -309,6 +309,13 @@ pub fn clean_instruction(
             }
         }
     }
+    // One line is the instruction when it is long enough on its own: small models go on with
+    // a numbered list ("1. What …\n2. Why …") that is not part of it.
+    let s = s.trim();
+    let s = match s.split_once('\n') {
+        Some((first, _)) if first.trim().chars().count() >= bounds.min_chars.max(20) => first,
+        _ => s,
+    };
     let mut s = s.trim().to_string();
     loop {
         let lower = s.to_lowercase();
@@ -535,6 +542,11 @@ mod tests {
             "Summarize the article on workers' rights."
         );
         let err = |raw: &str| clean_instruction(raw, resp, &b).unwrap_err().0;
+        assert_eq!(
+            ok("\n\n1. What rights does every person have at work?\n2. Why?\n3. Who decides?"),
+            "What rights does every person have at work?"
+        );
+        assert_eq!(ok("Translate:\nKila mtu ana haki."), "Translate: Kila mtu ana haki.");
         assert_eq!(err("   \n\n"), "instruction_empty");
         assert_eq!(err("Write."), "instruction_too_short");
         assert_eq!(err(&"Write about rest. ".repeat(50)), "instruction_too_long");

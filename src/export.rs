@@ -1,0 +1,206 @@
+//! `xinst export`: the dataset's pairs as training files — Alpaca, ShareGPT or flat JSON
+//! Lines — with the paper's "Answer in {Language}." appended to each instruction, and the
+//! `dataset_info.json` entry LLaMA-Factory reads. Every format is JSON Lines, which both HF
+//! `datasets.load_dataset("json", …)` and LLaMA-Factory load.
+
+use crate::sql::SqlSession;
+use anyhow::{Context, Result};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{UInt32Type, UInt8Type};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use xinstruct_operators::lang_id::codes::LangCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// `{"instruction", "input", "output"}` per line.
+    Alpaca,
+    /// `{"conversations": [{"from": "human", …}, {"from": "gpt", …}]}` per line.
+    Sharegpt,
+    /// Every column of the pair, flat, with the response as `output`.
+    Jsonl,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub format: ExportFormat,
+    pub out: PathBuf,
+    /// Appended to each instruction after a space; `{language}` is the English language name.
+    /// Empty: nothing appended.
+    pub suffix: String,
+    /// Labels to export; empty = every pair in the dataset (the pipeline already dropped bad
+    /// and unknown ones unless configured to keep them).
+    pub labels: Vec<String>,
+    /// Leave out pairs flagged as translation requests.
+    pub drop_translate: bool,
+    /// The dataset's name in `dataset_info.json`.
+    pub name: String,
+}
+
+/// What an export wrote.
+#[derive(Debug, Default)]
+pub struct Exported {
+    pub rows: u64,
+    pub by_lang: BTreeMap<String, u64>,
+    pub dataset_info: PathBuf,
+}
+
+struct Row {
+    id: String,
+    lang: String,
+    instruction: String,
+    output: String,
+    label: Option<String>,
+    score: Option<u8>,
+    iteration: Option<u32>,
+    url: Option<String>,
+    translate: bool,
+}
+
+/// The instruction as training data shows it: with the suffix for the row's language.
+pub fn with_suffix(instruction: &str, lang: &str, suffix: &str) -> String {
+    if suffix.is_empty() {
+        return instruction.to_string();
+    }
+    let name = LangCode::parse(lang).map(|c| c.name().to_string()).unwrap_or_else(|| lang.to_string());
+    format!("{} {}", instruction.trim_end(), suffix.replace("{language}", &name))
+}
+
+fn record(row: &Row, format: ExportFormat, suffix: &str) -> Value {
+    let instruction = with_suffix(&row.instruction, &row.lang, suffix);
+    match format {
+        ExportFormat::Alpaca => json!({
+            "instruction": instruction, "input": "", "output": row.output,
+            "id": row.id, "lang": row.lang,
+        }),
+        ExportFormat::Sharegpt => json!({
+            "conversations": [
+                {"from": "human", "value": instruction},
+                {"from": "gpt", "value": row.output},
+            ],
+            "id": row.id, "lang": row.lang,
+        }),
+        ExportFormat::Jsonl => json!({
+            "id": row.id, "lang": row.lang, "instruction": instruction, "output": row.output,
+            "label": row.label, "score": row.score, "iteration": row.iteration, "url": row.url,
+            "translate": row.translate,
+        }),
+    }
+}
+
+/// The LLaMA-Factory `dataset_info.json` entry for an exported file.
+pub fn dataset_info_entry(file_name: &str, format: ExportFormat) -> Value {
+    match format {
+        ExportFormat::Alpaca => json!({
+            "file_name": file_name,
+            "columns": {"prompt": "instruction", "query": "input", "response": "output"},
+        }),
+        ExportFormat::Sharegpt => json!({
+            "file_name": file_name,
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations"},
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
+        }),
+        ExportFormat::Jsonl => json!({
+            "file_name": file_name,
+            "columns": {"prompt": "instruction", "response": "output"},
+        }),
+    }
+}
+
+/// Adds (or replaces) `name` in the `dataset_info.json` beside `out`, keeping other entries.
+pub fn write_dataset_info(out: &Path, name: &str, entry: Value) -> Result<PathBuf> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let path = dir.join("dataset_info.json");
+    let mut info: Map<String, Value> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a JSON object; move it away or fix it", path.display()))?,
+        Err(_) => Map::new(),
+    };
+    info.insert(name.to_string(), entry);
+    std::fs::write(&path, serde_json::to_string_pretty(&Value::Object(info))? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+pub async fn export(session: &SqlSession, opts: &ExportOptions) -> Result<Exported> {
+    let mut filter = String::from("instruction IS NOT NULL");
+    if !opts.labels.is_empty() {
+        let labels: Vec<String> = opts.labels.iter().map(|l| quote(l)).collect();
+        filter.push_str(&format!(" AND label IN ({})", labels.join(", ")));
+    }
+    if opts.drop_translate {
+        filter.push_str(" AND (translate IS NULL OR NOT translate)");
+    }
+    let sql = format!(
+        "SELECT id, lang, instruction, text, label, score, iteration, url, translate FROM pairs \
+         WHERE {filter} ORDER BY lang, id"
+    );
+    let batches = session.query(&sql).await?;
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = opts.out.with_extension("partial");
+    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let mut done = Exported::default();
+    for b in &batches {
+        // DataFusion may hand strings as views or dictionaries: read every one as plain Utf8.
+        let cast = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
+        let (id, lang, instruction, text, label, url) = (cast(0)?, cast(1)?, cast(2)?, cast(3)?, cast(4)?, cast(7)?);
+        let (id, lang, instruction, text, label, url) = (
+            id.as_string::<i32>(),
+            lang.as_string::<i32>(),
+            instruction.as_string::<i32>(),
+            text.as_string::<i32>(),
+            label.as_string::<i32>(),
+            url.as_string::<i32>(),
+        );
+        let score = b.column(5).as_primitive::<UInt8Type>();
+        let iteration = b.column(6).as_primitive::<UInt32Type>();
+        let translate = b.column(8).as_boolean();
+        for r in 0..b.num_rows() {
+            let opt = |a: &arrow::array::StringArray| (!a.is_null(r)).then(|| a.value(r).to_string());
+            let row = Row {
+                id: id.value(r).to_string(),
+                lang: lang.value(r).to_string(),
+                instruction: instruction.value(r).to_string(),
+                output: text.value(r).to_string(),
+                label: opt(label),
+                score: (!score.is_null(r)).then(|| score.value(r)),
+                iteration: (!iteration.is_null(r)).then(|| iteration.value(r)),
+                url: opt(url),
+                translate: !translate.is_null(r) && translate.value(r),
+            };
+            serde_json::to_writer(&mut w, &record(&row, opts.format, &opts.suffix))?;
+            w.write_all(b"\n")?;
+            done.rows += 1;
+            *done.by_lang.entry(row.lang).or_default() += 1;
+        }
+    }
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, &opts.out).with_context(|| format!("writing {}", opts.out.display()))?;
+    let file_name = opts.out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    done.dataset_info = write_dataset_info(&opts.out, &opts.name, dataset_info_entry(&file_name, opts.format))?;
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_suffix_names_the_language() {
+        assert_eq!(with_suffix("Explain the right to rest.", "sw_Latn", "Answer in {language}."),
+            "Explain the right to rest. Answer in Swahili.");
+        assert_eq!(with_suffix("Why? ", "hi", "Answer in {language}."), "Why? Answer in Hindi.");
+        assert_eq!(with_suffix("Why?", "hi", ""), "Why?");
+    }
+}
