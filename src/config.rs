@@ -114,7 +114,12 @@ pub struct InstructConfig {
 
 impl Default for InstructConfig {
     fn default() -> Self {
-        InstructConfig { generator: "gemma-3-270m".into(), evaluator: String::new(), memo: true, memo_path: None }
+        InstructConfig {
+            generator: "gemma-3-270m".into(),
+            evaluator: String::new(),
+            memo: true,
+            memo_path: None,
+        }
     }
 }
 
@@ -222,7 +227,11 @@ impl Config {
         }
         let b = &self.reverse_instruction.bounds;
         if b.min_chars > b.max_chars {
-            anyhow::bail!("[reverse_instruction.bounds] min_chars {} > max_chars {}", b.min_chars, b.max_chars);
+            anyhow::bail!(
+                "[reverse_instruction.bounds] min_chars {} > max_chars {}",
+                b.min_chars,
+                b.max_chars
+            );
         }
         Ok(())
     }

@@ -153,7 +153,8 @@ pub async fn export(session: &SqlSession, opts: &ExportOptions) -> Result<Export
     for b in &batches {
         // DataFusion may hand strings as views or dictionaries: read every one as plain Utf8.
         let cast = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
-        let (id, lang, instruction, text, label, url) = (cast(0)?, cast(1)?, cast(2)?, cast(3)?, cast(4)?, cast(7)?);
+        let (id, lang, instruction, text, label, url) =
+            (cast(0)?, cast(1)?, cast(2)?, cast(3)?, cast(4)?, cast(7)?);
         let (id, lang, instruction, text, label, url) = (
             id.as_string::<i32>(),
             lang.as_string::<i32>(),
@@ -188,7 +189,8 @@ pub async fn export(session: &SqlSession, opts: &ExportOptions) -> Result<Export
     drop(w);
     std::fs::rename(&tmp, &opts.out).with_context(|| format!("writing {}", opts.out.display()))?;
     let file_name = opts.out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-    done.dataset_info = write_dataset_info(&opts.out, &opts.name, dataset_info_entry(&file_name, opts.format))?;
+    done.dataset_info =
+        write_dataset_info(&opts.out, &opts.name, dataset_info_entry(&file_name, opts.format))?;
     Ok(done)
 }
 
@@ -198,8 +200,10 @@ mod tests {
 
     #[test]
     fn the_suffix_names_the_language() {
-        assert_eq!(with_suffix("Explain the right to rest.", "sw_Latn", "Answer in {language}."),
-            "Explain the right to rest. Answer in Swahili.");
+        assert_eq!(
+            with_suffix("Explain the right to rest.", "sw_Latn", "Answer in {language}."),
+            "Explain the right to rest. Answer in Swahili."
+        );
         assert_eq!(with_suffix("Why? ", "hi", "Answer in {language}."), "Why? Answer in Hindi.");
         assert_eq!(with_suffix("Why?", "hi", ""), "Why?");
     }

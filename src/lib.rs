@@ -12,8 +12,8 @@ pub mod sql;
 pub mod store;
 
 pub use xinstruct_operators as operators;
+pub mod export;
 pub mod sample;
+pub mod seed;
 pub mod serve;
 pub mod summary;
-pub mod export;
-pub mod seed;

@@ -343,7 +343,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Seed { input, out, instruction_field, response_field, config, name } => {
             let cfg = Config::load(config.as_deref())?;
             let template = cfg.reverse_instruction.template().map_err(|e| anyhow::anyhow!(e))?;
-            let opts = xinstruct::seed::SeedOptions { input, out, instruction_field, response_field, template, name };
+            let opts = xinstruct::seed::SeedOptions {
+                input,
+                out,
+                instruction_field,
+                response_field,
+                template,
+                name,
+            };
             let done = xinstruct::seed::seed(&opts)?;
             eprintln!("{} examples -> {}; {}", done.rows, opts.out.display(), done.dataset_info.display());
             if let Some(r) = &done.rejects_file {

@@ -25,7 +25,9 @@ use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
 use xinstruct_operators::generate::MemoCache;
-use xinstruct_operators::instruct::{CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels};
+use xinstruct_operators::instruct::{
+    CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
+};
 use xinstruct_operators::lang_id::{Backend, LangId, LangIdentifier};
 use xinstruct_operators::normalize::Normalize;
 use xinstruct_operators::quality::Quality;

@@ -42,7 +42,8 @@ pub fn example(template: &Template, instruction: &str, response: &str) -> Value 
 }
 
 pub fn seed(opts: &SeedOptions) -> Result<Seeded> {
-    let file = std::fs::File::open(&opts.input).with_context(|| format!("opening {}", opts.input.display()))?;
+    let file =
+        std::fs::File::open(&opts.input).with_context(|| format!("opening {}", opts.input.display()))?;
     if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -70,11 +71,15 @@ pub fn seed(opts: &SeedOptions) -> Result<Seeded> {
             }
         };
         let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
-        let (Some(instruction), Some(response)) = (field(&opts.instruction_field), field(&opts.response_field))
+        let (Some(instruction), Some(response)) =
+            (field(&opts.instruction_field), field(&opts.response_field))
         else {
             reject(
                 "missing_field",
-                format!("needs non-empty string fields '{}' and '{}'", opts.instruction_field, opts.response_field),
+                format!(
+                    "needs non-empty string fields '{}' and '{}'",
+                    opts.instruction_field, opts.response_field
+                ),
             );
             continue;
         };

@@ -71,13 +71,22 @@ pub fn render(s: &RunSummary) -> String {
         // The model's work: calls, memo cache, tokens.
         let model_ops: Vec<_> = ops
             .iter()
-            .filter(|(_, st)| ["model_calls", "memo_hits", "no_prompt"].iter().any(|c| st.counters.contains_key(*c)))
+            .filter(|(_, st)| {
+                ["model_calls", "memo_hits", "no_prompt"].iter().any(|c| st.counters.contains_key(*c))
+            })
             .collect();
         if !model_ops.is_empty() {
             let _ = writeln!(
                 out,
                 "\n{:<w$} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
-                "model stage", "calls", "memo hit", "memo miss", "prompt tok", "output tok", "failed", "unknown"
+                "model stage",
+                "calls",
+                "memo hit",
+                "memo miss",
+                "prompt tok",
+                "output tok",
+                "failed",
+                "unknown"
             );
             let c = |st: &xinstruct_operators::OpStats, k: &str| st.counters.get(k).copied().unwrap_or(0);
             for (name, st) in model_ops {

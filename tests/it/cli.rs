@@ -75,20 +75,47 @@ fn unknown_skip_and_missing_input_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/crawl"));
 }
 
+/// The demo end to end with the real models on a sample of the bundled crawl: pairs with
+/// labels and iterations in the dataset, every sampled document accounted for, and a second
+/// run that finds nothing new.
 #[test]
-fn demo_writes_the_dataset_and_a_second_run_processes_nothing() {
+fn demo_writes_pairs_and_a_second_run_processes_nothing() {
     let tmp = tempdir();
     let dir = tmp.path().join("demo");
-    let run = || xinst().args(["demo", "--no-progress", "--output"]).arg(&dir).output().unwrap();
+    let stats = tmp.path().join("stats.json");
+    let run = || {
+        xinst()
+            .args(["demo", "--no-progress", "--sample-rate", "0.08", "--stats-json"])
+            .arg(&stats)
+            .arg("--output")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
     let first = run();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let files = files_under(&dir.join("dataset"));
-    assert!(
-        files.iter().any(|f| f.starts_with("lang=vi_Latn/part-") && f.ends_with(".parquet")),
-        "{files:?}"
-    );
     assert!(files.iter().any(|f| f.starts_with("rejects/part-")));
     assert!(files.iter().any(|f| f.starts_with("stats/run-") && f.ends_with(".json")));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let op = |name: &str, field: &str| s["operators"][name][field].as_u64().unwrap_or(0);
+    let counter = |name: &str, c: &str| s["operators"][name]["counters"][c].as_u64().unwrap_or(0);
+    let sampled = counter("reverse_instruction", "model_calls");
+    assert!(sampled >= 5, "{sampled} documents sampled: {s}");
+    assert_eq!(counter("reverse_instruction", "no_prompt"), op("reverse_instruction", "docs_in") - sampled);
+    assert_eq!(counter("evaluate", "model_calls"), op("evaluate", "docs_in"));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.contains("model stage") && stderr.contains("memo miss"), "{stderr}");
+    let pairs = pairs(&dir.join("dataset"));
+    assert!(!pairs.is_empty(), "no pair survived: {stderr}");
+    assert_eq!(pairs.len() as u64, s["docs_out"].as_u64().unwrap());
+    for p in &pairs {
+        assert!(p.instruction.chars().count() >= 10, "{p:?}");
+        assert!(["good"].contains(&p.label.as_str()), "rejected labels are not kept by default: {p:?}");
+        assert!(p.iteration <= 2 && p.tokens_in > 0 && p.tokens_out > 0, "{p:?}");
+        assert!(p.prompt_version.contains("reverse_instruction.paper@1"), "{p:?}");
+        assert_eq!(p.instruction_lang, "en_Latn");
+    }
     let second = run();
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("5 unchanged") && err.contains("0 processed"), "{err}");

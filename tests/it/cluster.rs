@@ -12,7 +12,7 @@ fn two_processes_on_loopback_equal_one_process() {
     }
     let i = input.to_str().unwrap();
     let single = tmp.path().join("single");
-    run_xinst(i, single.to_str().unwrap(), &[], 0);
+    run_xinst(i, single.to_str().unwrap(), &FILTERS, 0);
     // The full pipeline: language ID rejects the synthetic shards and keeps the sample's
     // target-language documents; every layout must give the same rows and rejects.
     let expected = read_rows(&single);
@@ -20,7 +20,7 @@ fn two_processes_on_loopback_equal_one_process() {
     assert_eq!(read_rejects(&single).len() + expected.len(), 287 + 6 * 300);
 
     let threads = tmp.path().join("threads");
-    run_xinst(i, threads.to_str().unwrap(), &["--workers", "2"], 0);
+    run_xinst(i, threads.to_str().unwrap(), &["--workers", "2", FILTERS[0], FILTERS[1]], 0);
     assert!(read_rows(&threads) == expected, "2 workers differ from 1");
 
     let hostfile = tmp.path().join("hosts.txt");
@@ -30,6 +30,7 @@ fn two_processes_on_loopback_equal_one_process() {
         xinst()
             .args(["run", "--no-progress", "--input", i, "--output", cluster.to_str().unwrap()])
             .args(["--processes", "2", "--process", &p.to_string(), "--hostfile", hostfile.to_str().unwrap()])
+            .args(FILTERS)
             .output()
     };
     let (p0, p1) = std::thread::scope(|s| {

@@ -23,7 +23,11 @@ pub fn sample_dir() -> PathBuf {
 
 /// `--skip` for every operator between read and write: the foundation's tests check reading,
 /// state and commits on synthetic text that language ID would (rightly) reject.
-pub const RAW: [&str; 2] = ["--skip", "normalize,lang_id,quality"];
+pub const RAW: [&str; 2] =
+    ["--skip", "normalize,lang_id,quality,reverse_instruction,cross_check,evaluate,refine"];
+
+/// `--skip` for the X-Instruction stages: the filtered corpus alone, without a model.
+pub const FILTERS: [&str; 2] = ["--skip", "reverse_instruction,cross_check,evaluate,refine"];
 
 /// Runs `xinst run` and returns the output; panics with stderr on an unexpected exit code.
 pub fn run_xinst(input: &str, output: &str, extra: &[&str], expect_code: i32) -> (Output, serde_json::Value) {
@@ -219,4 +223,73 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 /// A TCP port free at the time of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A pair as the dataset stores it (the columns the X-Instruction stages write).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairRow {
+    pub id: String,
+    pub lang: String,
+    pub text: String,
+    pub instruction: String,
+    pub label: String,
+    pub score: Option<u8>,
+    pub iteration: u32,
+    pub prompt_version: String,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub instruction_lang: String,
+    pub translate: bool,
+}
+
+/// Every row with a pair, sorted by id.
+pub fn pairs(dataset: &Path) -> Vec<PairRow> {
+    use arrow::datatypes::{UInt32Type, UInt8Type};
+    let mut files = Vec::new();
+    parquet_files(dataset, &mut files);
+    let mut out = Vec::new();
+    for f in files.iter().filter(|f| !f.to_string_lossy().contains("rejects")) {
+        let lang = f
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().trim_start_matches("lang=").to_string())
+            .unwrap_or_default();
+        for b in batches(f) {
+            let s = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().clone();
+            let (id, text, ins, label, pv, il) = (
+                s("id"),
+                s("text"),
+                s("instruction"),
+                s("label"),
+                s("prompt_version"),
+                s("instruction_lang"),
+            );
+            let score = b.column_by_name("score").unwrap().as_primitive::<UInt8Type>().clone();
+            let it = b.column_by_name("iteration").unwrap().as_primitive::<UInt32Type>().clone();
+            let tin = b.column_by_name("tokens_in").unwrap().as_primitive::<UInt64Type>().clone();
+            let tout = b.column_by_name("tokens_out").unwrap().as_primitive::<UInt64Type>().clone();
+            let tr = b.column_by_name("translate").unwrap().as_boolean().clone();
+            for r in 0..b.num_rows() {
+                if ins.is_null(r) {
+                    continue;
+                }
+                out.push(PairRow {
+                    id: id.value(r).into(),
+                    lang: lang.clone(),
+                    text: text.value(r).into(),
+                    instruction: ins.value(r).into(),
+                    label: if label.is_null(r) { String::new() } else { label.value(r).into() },
+                    score: (!score.is_null(r)).then(|| score.value(r)),
+                    iteration: it.value(r),
+                    prompt_version: pv.value(r).into(),
+                    tokens_in: tin.value(r),
+                    tokens_out: tout.value(r),
+                    instruction_lang: if il.is_null(r) { String::new() } else { il.value(r).into() },
+                    translate: tr.value(r),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
 }

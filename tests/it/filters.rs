@@ -95,7 +95,7 @@ fn upper_case_and_short_text() {
 }
 
 /// Documents of ~1,000–1,600 characters built from consecutive paragraphs of one language.
-fn documents(code: &str) -> Vec<String> {
+pub fn documents(code: &str) -> Vec<String> {
     let paras: Vec<String> = udhr().into_iter().filter(|(c, _)| c == code).map(|(_, p)| p).collect();
     let mut docs = Vec::new();
     let mut cur = String::new();
@@ -195,7 +195,7 @@ fn langid_command_prints_labels_like_fasttext_predict() {
 fn the_pipeline_labels_filters_and_explains_every_rejection() {
     let tmp = tempdir();
     let out = tmp.path().join("out");
-    let (_, stats) = run_xinst(sample_dir().to_str().unwrap(), out.to_str().unwrap(), &[], 0);
+    let (_, stats) = run_xinst(sample_dir().to_str().unwrap(), out.to_str().unwrap(), &FILTERS, 0);
     let rows = read_rows(&out);
     let rejects = read_rejects(&out);
     // Every input record is either in the dataset or in the rejects.

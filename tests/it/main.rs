@@ -7,6 +7,7 @@ mod crash;
 mod filters;
 mod generate;
 mod incremental;
+mod instruct;
 mod report;
 mod s3;
 mod sources;

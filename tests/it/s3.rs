@@ -68,6 +68,7 @@ fn s3_run(server: &S3Server, secret: &str, args: &[&str]) -> std::process::Outpu
         .env("AWS_REGION", "us-east-1")
         .args(["run", "--no-progress", "--stats-json"])
         .arg(stats.path())
+        .args(FILTERS)
         .args(args);
     let out = cmd.output().unwrap();
     let mut out = out;
@@ -110,7 +111,7 @@ fn s3_input_and_output_on_a_real_server() {
 
     // The objects the server holds are the dataset: compare with a local run of the same shards.
     let local = tmp.path().join("local");
-    run_xinst(sample_dir().to_str().unwrap(), local.to_str().unwrap(), &[], 0);
+    run_xinst(sample_dir().to_str().unwrap(), local.to_str().unwrap(), &FILTERS, 0);
     let on_server = root.join("datasets/x");
     assert!(on_server.join("_xinstruct/manifest.json").exists());
     assert_eq!(portable(read_rows(&on_server)), portable(read_rows(&local)));

@@ -73,7 +73,11 @@ impl SamplingParams {
 /// the text's leading whitespace (see [`SamplingParams::stop`]).
 pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
     let lead = text.len() - text.trim_start().len();
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text[lead..].find(s.as_str()).map(|at| lead + at)).min()
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text[lead..].find(s.as_str()).map(|at| lead + at))
+        .min()
 }
 
 pub struct Sampler {

@@ -66,7 +66,10 @@ pub fn check_pair(
     pair.translate = is_translation_request(&pair.instruction);
     let (english, conf) = top.as_ref().map_or((false, 0.0), |p| (p.lang.lang == "en", p.conf));
     if cfg.require_english && (!english || conf < cfg.min_english_conf) {
-        let detail = format!("instruction identified as {} ({conf:.3}): {:?}", pair.instruction_lang, pair.instruction);
+        let detail = format!(
+            "instruction identified as {} ({conf:.3}): {:?}",
+            pair.instruction_lang, pair.instruction
+        );
         return reject(doc, "instruction_not_english", detail);
     }
     if pair.translate && cfg.translate == TranslatePolicy::Drop {
@@ -77,7 +80,8 @@ pub fn check_pair(
         if let Some(want) = doc.lang.as_deref().and_then(LangCode::parse) {
             if let Some(got) = identifier.identify(&doc.text) {
                 if got.lang.lang != want.lang {
-                    let detail = format!("response identified as {} ({:.3}), document is {want}", got.lang, got.conf);
+                    let detail =
+                        format!("response identified as {} ({:.3}), document is {want}", got.lang, got.conf);
                     return reject(doc, "response_lang_mismatch", detail);
                 }
             }

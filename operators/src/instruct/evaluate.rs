@@ -154,8 +154,15 @@ impl<'s> Evaluate<'s> for VecCollection<'s, Epoch, Doc> {
                 Ok(req_cfg.request(&req_template, doc, attempt))
             });
             let (ev, st, on, tt) = (evaluator.clone(), stage.clone(), op_name.clone(), template.text.clone());
-            let (labelled, failed) =
-                split_map(results, &op_name, stats, move |item| label_pair(item, &on, &ev, &st, &tt));
+            let counted = stats.clone();
+            let (labelled, failed) = split_map(results, &op_name, stats, move |item| {
+                let verdict = label_pair(item, &on, &ev, &st, &tt);
+                if let Ok(Some(p)) = verdict.as_ref().map(|d| d.pair.as_ref()) {
+                    // The label distribution of this attempt (`label.good`, …).
+                    counted.with(&on, |s| s.count(&format!("label.{}", p.label), 1));
+                }
+                verdict
+            });
             rejects = Some(match rejects {
                 None => failed,
                 Some(r) => r.concat(failed),

@@ -62,7 +62,9 @@ pub fn prompt_text(doc: &Doc, max_chars: usize) -> String {
     let Some((end, _)) = clean.char_indices().nth(max_chars) else { return clean };
     let cut = &clean[..end];
     let at = cut.rfind("\n\n").filter(|&i| i > end / 2).or_else(|| {
-        cut.rfind(['.', '!', '?', '।', '۔', '。']).filter(|&i| i > end / 2).map(|i| i + cut[i..].chars().next().map_or(1, char::len_utf8))
+        cut.rfind(['.', '!', '?', '।', '۔', '。'])
+            .filter(|&i| i > end / 2)
+            .map(|i| i + cut[i..].chars().next().map_or(1, char::len_utf8))
     });
     cut[..at.unwrap_or(end)].trim_end().to_string()
 }

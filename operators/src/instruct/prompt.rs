@@ -113,7 +113,10 @@ impl Template {
     pub fn prompt(&self, fields: &[(&str, &str)]) -> crate::generate::Prompt {
         let text = self.render(fields);
         if self.chat {
-            crate::generate::Prompt::Chat(vec![crate::generate::Message { role: "user".into(), content: text }])
+            crate::generate::Prompt::Chat(vec![crate::generate::Message {
+                role: "user".into(),
+                content: text,
+            }])
         } else {
             crate::generate::Prompt::Text(text)
         }
@@ -449,7 +452,8 @@ pub fn parse_evaluation(raw: &str) -> Evaluation {
         let after = first_line.trim_start_matches(|c: char| c.is_alphabetic() || c == ':' || c == ' ');
         digit(after.trim_start_matches([',', ' ', '(']))
     };
-    let score = line_value("score").and_then(digit).or_else(|| if echo(first_line) { None } else { inline_score() });
+    let score =
+        line_value("score").and_then(digit).or_else(|| if echo(first_line) { None } else { inline_score() });
     let label = label.or(match score {
         Some(4 | 5) => Some(Label::Good),
         Some(3) => Some(Label::Flawed),
@@ -572,7 +576,8 @@ mod tests {
         assert_eq!((u.label, u.score), (Label::Unknown, None));
         assert_eq!(parse_evaluation("Score: 9").score, None, "out of range");
         // What Gemma-3-270M base answers to the zero-shot prompt: the format echoed back.
-        let echo = parse_evaluation(" good|flawed|bad\nScore: 1-5\nReason: one sentence\n\nLabel: good|flawed|bad");
+        let echo =
+            parse_evaluation(" good|flawed|bad\nScore: 1-5\nReason: one sentence\n\nLabel: good|flawed|bad");
         assert_eq!((echo.label, echo.score), (Label::Unknown, None));
         // The few-shot format.
         let f = parse_evaluation("good, 4. The response explains how to vote.\n\n");
@@ -598,7 +603,9 @@ mod tests {
         assert_eq!(t.text, REVERSE_PAPER);
         assert_eq!(t.stage_key(), "reverse_instruction.paper@1");
         let chat = TemplateChoice::BuiltIn(BuiltIn::Chat).resolve("reverse_instruction", &["text"]).unwrap();
-        assert!(matches!(chat.prompt(&[("text", "x"), ("language", "Thai")]), crate::generate::Prompt::Chat(m) if m[0].content.contains("text in Thai")));
+        assert!(
+            matches!(chat.prompt(&[("text", "x"), ("language", "Thai")]), crate::generate::Prompt::Chat(m) if m[0].content.contains("text in Thai"))
+        );
         for (b, slots) in [
             (BuiltIn::Fewshot, &["text"][..]),
             (BuiltIn::EvaluateFewshot, &["instruction", "text"][..]),

@@ -85,7 +85,12 @@ fn triage(doc: Doc, op: &str, cfg: &RefineConfig, last: bool) -> Result<Result<D
     let reject = |doc: &Doc, reason: &str, detail: String| {
         Err(Reject::new(doc.source.clone(), op, reason, detail, Some(doc.id.clone())))
     };
-    let detail = format!("{:?} ({}): {}", pair.instruction, pair.score.map_or("-".into(), |s| s.to_string()), pair.eval_reason);
+    let detail = format!(
+        "{:?} ({}): {}",
+        pair.instruction,
+        pair.score.map_or("-".into(), |s| s.to_string()),
+        pair.eval_reason
+    );
     match pair.label.as_str() {
         l if l == Label::Bad.as_str() => reject(&doc, "eval_bad", detail),
         l if l == Label::Unknown.as_str() && !cfg.keep_unknown => reject(&doc, "eval_unknown", detail),
@@ -97,8 +102,13 @@ fn triage(doc: Doc, op: &str, cfg: &RefineConfig, last: bool) -> Result<Result<D
 }
 
 pub trait Refine<'s> {
-    fn refine(self, cfg: &RefineConfig, stages: &RefineStages, models: &StageModels, stats: &StatsRegistry)
-        -> Result<Split<'s>, String>;
+    fn refine(
+        self,
+        cfg: &RefineConfig,
+        stages: &RefineStages,
+        models: &StageModels,
+        stats: &StatsRegistry,
+    ) -> Result<Split<'s>, String>;
 
     fn refine_named(
         self,
@@ -139,7 +149,8 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
         };
         let stage = template.stage_key();
         let generator = models.generator.name();
-        let (mut accepted, mut rejects, mut flawed) = self.triage_round(name, cfg, cfg.max_iterations == 0, stats);
+        let (mut accepted, mut rejects, mut flawed) =
+            self.triage_round(name, cfg, cfg.max_iterations == 0, stats);
         for round in 1..=cfg.max_iterations {
             let round_name = format!("{name}.{round}");
             let op = models.generator_op(stage.clone());
@@ -150,7 +161,11 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
                     RefineMode::Prompt => {
                         let pair = doc.pair.as_deref().cloned().unwrap_or_default();
                         let text = prompt_text(doc, reverse.max_text_chars);
-                        let reason = if pair.eval_reason.is_empty() { "The instruction is vague." } else { &pair.eval_reason };
+                        let reason = if pair.eval_reason.is_empty() {
+                            "The instruction is vague."
+                        } else {
+                            &pair.eval_reason
+                        };
                         GenRequest {
                             prompt: template.prompt(&[
                                 ("text", &text),
@@ -170,9 +185,11 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
                     }
                 })
             });
-            let (bounds, on, gen, st) = (stages.reverse.bounds.clone(), round_name.clone(), generator.clone(), stage.clone());
+            let (bounds, on, gen, st) =
+                (stages.reverse.bounds.clone(), round_name.clone(), generator.clone(), stage.clone());
             let (mut refined, failed) = split_map(generated, &round_name, stats, move |item| {
-                let prompt_version = item.0.pair.as_ref().map(|p| p.prompt_version.clone()).unwrap_or_default();
+                let prompt_version =
+                    item.0.pair.as_ref().map(|p| p.prompt_version.clone()).unwrap_or_default();
                 let mut doc = accept_instruction(item, &on, &bounds, &gen, &st, round)?;
                 if let Some(p) = doc.pair.as_mut() {
                     // Keep the first stages' template keys: the pair went through them too.
@@ -186,16 +203,22 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
             });
             rejects = rejects.concat(failed);
             if let Some((identifier, check)) = &stages.cross_check {
-                let (id, check, on) = (identifier.clone(), check.clone(), format!("{round_name}.cross_check"));
-                let (kept, dropped) = split_docs(refined, &on.clone(), stats, move |d| check_pair(d, &on, &id, &check));
+                let (id, check, on) =
+                    (identifier.clone(), check.clone(), format!("{round_name}.cross_check"));
+                let (kept, dropped) =
+                    split_docs(refined, &on.clone(), stats, move |d| check_pair(d, &on, &id, &check));
                 refined = kept;
                 rejects = rejects.concat(dropped);
             }
             let (evaluated, eval_failed) =
                 refined.evaluate_named(&format!("{round_name}.evaluate"), &stages.evaluate, models, stats)?;
             rejects = rejects.concat(eval_failed);
-            let (ok, dropped, again) =
-                evaluated.triage_round(&format!("{round_name}.triage"), cfg, round == cfg.max_iterations, stats);
+            let (ok, dropped, again) = evaluated.triage_round(
+                &format!("{round_name}.triage"),
+                cfg,
+                round == cfg.max_iterations,
+                stats,
+            );
             accepted = accepted.concat(ok);
             rejects = rejects.concat(dropped);
             flawed = again;
@@ -222,7 +245,8 @@ impl<'s> TriageRound<'s> for VecCollection<'s, Epoch, Doc> {
         cfg: &RefineConfig,
         last: bool,
         stats: &StatsRegistry,
-    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>, VecCollection<'s, Epoch, Doc>) {
+    ) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>, VecCollection<'s, Epoch, Doc>)
+    {
         let (c, on, counted) = (cfg.clone(), name.to_string(), stats.clone());
         let tagged = self.map(move |doc| {
             let started = std::time::Instant::now();

@@ -145,7 +145,10 @@ impl<'s> ReverseInstruction<'s> for VecCollection<'s, Epoch, Doc> {
         let prompt_cfg = cfg.clone();
         let generated = self.generate_named(name, &op, stats, move |doc: &Doc| {
             if !sampled(doc, prompt_cfg.sample_rate) {
-                return Err(("instruct_not_sampled", format!("outside sample_rate {}", prompt_cfg.sample_rate)));
+                return Err((
+                    "instruct_not_sampled",
+                    format!("outside sample_rate {}", prompt_cfg.sample_rate),
+                ));
             }
             Ok(prompt_cfg.request(&template, doc, 0))
         });
