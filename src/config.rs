@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use xinstruct_operators::diversity::{EmbedConfig, KMeansConfig, SampleConfig};
 use xinstruct_operators::generate::{EngineConfig, GenerateConfig, OpenAiConfig};
 use xinstruct_operators::instruct::{CrossCheckConfig, EvaluateConfig, RefineConfig, ReverseConfig};
 use xinstruct_operators::lang_id::LangIdConfig;
@@ -42,6 +43,12 @@ pub struct Config {
     pub evaluate: EvaluateConfig,
     #[serde(default)]
     pub refine: RefineConfig,
+    #[serde(default)]
+    pub embed: EmbedConfig,
+    #[serde(default)]
+    pub kmeans: KMeansConfig,
+    #[serde(default)]
+    pub sample: SampleConfig,
     #[serde(default)]
     pub generate: GenerateConfig,
     #[serde(default)]

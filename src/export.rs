@@ -37,6 +37,8 @@ pub struct ExportOptions {
     pub drop_translate: bool,
     /// The dataset's name in `dataset_info.json`.
     pub name: String,
+    /// Only the pairs `xinst diversify` selected, in its order per language.
+    pub selected: bool,
 }
 
 /// What an export wrote.
@@ -138,10 +140,22 @@ pub async fn export(session: &SqlSession, opts: &ExportOptions) -> Result<Export
     if opts.drop_translate {
         filter.push_str(" AND (translate IS NULL OR NOT translate)");
     }
-    let sql = format!(
-        "SELECT id, lang, instruction, text, label, score, iteration, url, translate FROM pairs \
-         WHERE {filter} ORDER BY lang, id"
-    );
+    let sql = if opts.selected {
+        format!(
+            "SELECT p.id, p.lang, p.instruction, p.text, p.label, p.score, p.iteration, p.url, p.translate \
+             FROM pairs p JOIN diversity d ON p.id = d.id AND p.lang = d.lang \
+             WHERE d.selected AND {} ORDER BY p.lang, d.rank",
+            filter
+                .replace("instruction", "p.instruction")
+                .replace("label", "p.label")
+                .replace("translate", "p.translate")
+        )
+    } else {
+        format!(
+            "SELECT id, lang, instruction, text, label, score, iteration, url, translate FROM pairs \
+             WHERE {filter} ORDER BY lang, id"
+        )
+    };
     let batches = session.query(&sql).await?;
     if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -12,6 +12,7 @@ pub mod sql;
 pub mod store;
 
 pub use xinstruct_operators as operators;
+pub mod diversify;
 pub mod export;
 pub mod sample;
 pub mod seed;

@@ -74,7 +74,7 @@ enum Command {
         no_progress: bool,
         /// Fraction of the sample's documents that get an instruction pair: the default keeps
         /// the demo to a few minutes on two CPU cores; 1 makes pairs for all.
-        #[arg(long, default_value_t = 0.25)]
+        #[arg(long, default_value_t = 0.15)]
         sample_rate: f64,
         /// Turn operators off (comma-separated), e.g. `evaluate,refine`.
         #[arg(long, value_delimiter = ',')]
@@ -160,6 +160,29 @@ enum Command {
         /// The dataset's name in dataset_info.json.
         #[arg(long, default_value = "xinstruct")]
         name: String,
+        /// Only the pairs `xinst diversify` selected (the per-language quota).
+        #[arg(long)]
+        selected: bool,
+    },
+    /// Diversify a dataset's pairs: embed the instructions, k-means per language, fill the
+    /// [sample] quota round-robin across clusters (writes diversity/ and prints the figures).
+    Diversify {
+        #[arg(long, default_value = "xinstruct-demo/dataset")]
+        data: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Pairs per language (overrides [sample] quota).
+        #[arg(long)]
+        quota: Option<usize>,
+        /// Re-cluster from scratch instead of assigning to the saved centroids.
+        #[arg(long)]
+        rebuild: bool,
+        /// Threads for k-means (overrides [kmeans] threads).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// The memo cache for embeddings (default: the dataset's own).
+        #[arg(long)]
+        memo: Option<PathBuf>,
     },
     /// Response -> instruction training data for a dedicated generator (the paper's seed step):
     /// JSON Lines with an English instruction and its target-language response per line.
@@ -323,9 +346,30 @@ fn dispatch(cli: Cli) -> Result<i32> {
             xinstruct::serve::serve(&model, &addr, &engine)?;
             Ok(0)
         }
-        Command::Export { data, format, out, suffix, labels, drop_translate, name } => {
+        Command::Diversify { data, config, quota, rebuild, workers, memo } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(q) = quota {
+                cfg.sample.quota = q;
+            }
+            if let Some(w) = workers {
+                cfg.kmeans.threads = w.max(1);
+            }
+            let opts = xinstruct::diversify::DiversifyOptions { data, rebuild, memo };
+            let report = xinstruct::diversify::diversify(&cfg, &opts)?;
+            eprint!("{}", xinstruct::diversify::render(&report));
+            Ok(0)
+        }
+        Command::Export { data, format, out, suffix, labels, drop_translate, name, selected } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            let opts = xinstruct::export::ExportOptions { format, out, suffix, labels, drop_translate, name };
+            let opts = xinstruct::export::ExportOptions {
+                format,
+                out,
+                suffix,
+                labels,
+                drop_translate,
+                name,
+                selected,
+            };
             let done = rt.block_on(async {
                 let session = SqlSession::open(&data, false).await?;
                 xinstruct::export::export(&session, &opts).await

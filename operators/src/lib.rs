@@ -6,6 +6,7 @@
 //! their origin and reason.
 
 pub mod dedup;
+pub mod diversity;
 pub mod doc;
 pub mod filter;
 pub mod generate;

@@ -88,6 +88,12 @@ impl SqlSession {
             .with_listing_options(rejects)
             .with_schema(rejects_schema());
         ctx.register_table("rejects", Arc::new(ListingTable::try_new(table)?))?;
+        // `xinst diversify`'s clusters and selection (empty until it has run).
+        let diversity = ListingOptions::new(parquet()).with_file_extension(".parquet");
+        let table = ListingTableConfig::new(ListingTableUrl::parse(format!("{root}diversity/"))?)
+            .with_listing_options(diversity)
+            .with_schema(crate::diversify::selection_schema());
+        ctx.register_table("diversity", Arc::new(ListingTable::try_new(table)?))?;
         register_state_tables(&ctx, &store).await?;
         udfs::register(&ctx);
         Ok(SqlSession { ctx, allow_write })

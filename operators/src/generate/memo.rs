@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("generations");
+/// Embeddings (little-endian f32s), keyed by (embedding model fingerprint, text).
+const VECTORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("embeddings");
 
 pub struct MemoCache {
     db: redb::Database,
@@ -34,6 +36,16 @@ pub fn key(fingerprint: &str, stage: &str, req: &GenRequest) -> MemoKey {
     h.digest128().to_le_bytes()
 }
 
+/// The memo key of a text's embedding under a model.
+pub fn vector_key(fingerprint: &str, text: &str) -> MemoKey {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [fingerprint, text] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.digest128().to_le_bytes()
+}
+
 impl MemoCache {
     pub fn open(path: &Path) -> Result<MemoCache, String> {
         if let Some(dir) = path.parent() {
@@ -42,6 +54,7 @@ impl MemoCache {
         let db = redb::Database::create(path).map_err(|e| format!("memo cache {}: {e}", path.display()))?;
         let tx = db.begin_write().map_err(|e| e.to_string())?;
         tx.open_table(TABLE).map_err(|e| e.to_string())?;
+        tx.open_table(VECTORS).map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())?;
         Ok(MemoCache { db, path: path.to_path_buf(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
     }
@@ -86,6 +99,40 @@ impl MemoCache {
             for (k, c) in entries {
                 let v = serde_json::to_vec(c).map_err(|e| e.to_string())?;
                 table.insert(&k[..], v.as_slice()).map_err(|e| e.to_string())?;
+            }
+        }
+        tx.commit().map_err(|e| format!("memo cache {}: {e}", self.path.display()))
+    }
+
+    /// Embeddings for many keys (see [`vector_key`]) in one read transaction.
+    pub fn get_vectors(&self, keys: &[MemoKey]) -> Vec<Option<Vec<f32>>> {
+        (|| -> Result<Vec<Option<Vec<f32>>>, Box<dyn std::error::Error>> {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(VECTORS)?;
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(table.get(&k[..])?.map(|v| {
+                    v.value().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                }));
+            }
+            Ok(out)
+        })()
+        .unwrap_or_else(|e| {
+            tracing::warn!("memo cache {}: read failed ({e}); treating as misses", self.path.display());
+            vec![None; keys.len()]
+        })
+    }
+
+    pub fn put_vectors(&self, entries: &[(MemoKey, &[f32])]) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut table = tx.open_table(VECTORS).map_err(|e| e.to_string())?;
+            for (k, v) in entries {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                table.insert(&k[..], bytes.as_slice()).map_err(|e| e.to_string())?;
             }
         }
         tx.commit().map_err(|e| format!("memo cache {}: {e}", self.path.display()))

@@ -90,7 +90,7 @@ mod tests {
     fn prompt_text_is_neutralized_and_cut_at_a_sentence() {
         let d = doc("a", "Yksi lause. Toinen lause on pidempi.\n### Text:\nKolmas.", Some("fi_Latn"));
         assert_eq!(prompt_text(&d, 1000), "Yksi lause. Toinen lause on pidempi.\n## Text:\nKolmas.");
-        assert_eq!(prompt_text(&d, 30), "Yksi lause.");
+        assert_eq!(prompt_text(&d, 40), "Yksi lause. Toinen lause on pidempi.");
         let hi = doc("b", "सरकार की सत्ता का आधार जनता की इच्छा होगी। इस इच्छा का प्रकटन समय-समय पर होगा।", None);
         assert_eq!(prompt_text(&hi, 60), "सरकार की सत्ता का आधार जनता की इच्छा होगी।");
         assert_eq!(language_name(&d), "Finnish");

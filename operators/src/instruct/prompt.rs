@@ -312,11 +312,16 @@ pub fn clean_instruction(
             }
         }
     }
-    // One line is the instruction when it is long enough on its own: small models go on with
-    // a numbered list ("1. What …\n2. Why …") that is not part of it.
+    // One line is the instruction when it is a sentence of its own: small models go on with a
+    // numbered list ("1. What …?\n2. Why …?") that is not part of it.
     let s = s.trim();
     let s = match s.split_once('\n') {
-        Some((first, _)) if first.trim().chars().count() >= bounds.min_chars.max(20) => first,
+        Some((first, _))
+            if first.trim().chars().count() >= bounds.min_chars.max(20)
+                && first.trim_end().ends_with(['.', '?', '!']) =>
+        {
+            first
+        }
         _ => s,
     };
     let mut s = s.trim().to_string();

@@ -1,0 +1,10 @@
+//! Diversification, the paper's last step: [`embed`] the English instructions, cluster them
+//! per language with [`kmeans`], and [`sample`] round-robin across clusters up to a quota.
+
+pub mod embed;
+pub mod kmeans;
+pub mod sample;
+
+pub use embed::{EmbedConfig, Embedder};
+pub use kmeans::{kmeans, KMeans, KMeansConfig};
+pub use sample::{select, Candidate, Diversity, SampleConfig};

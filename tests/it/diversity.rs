@@ -1,0 +1,149 @@
+//! Diversification: embeddings against sentence-transformers' numbers, quotas, determinism
+//! under 1 and 2 threads, incremental assignment vs re-clustering, export of the selection.
+
+use crate::common::*;
+use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray, UInt64Array, UInt8Array};
+use std::path::Path;
+use std::sync::Arc;
+use xinstruct_operators::diversity::embed::cosine;
+use xinstruct_operators::diversity::{EmbedConfig, Embedder};
+
+/// Cosine similarities from sentence-transformers 6.2.0 (torch 2.15, CPU) with the same model
+/// files (`SentenceTransformer(dir).encode([a, b], normalize_embeddings=True)`), and the first
+/// five components of the embedding of "Hello world.".
+const REFERENCE: [(&str, &str, f32); 4] = [
+    (
+        "Summarize this news article about the election.",
+        "Give a short summary of the report on the vote.",
+        0.620850,
+    ),
+    ("Write a poem about the sea.", "Explain how to cook rice properly.", 0.113891),
+    ("What rights does every person have at work?", "Describe the rights of workers.", 0.786796),
+    ("Translate the following paragraph into Turkish.", "How do I bake bread?", 0.045764),
+];
+const HELLO: [f32; 5] = [-0.027708, 0.026686, -0.015977, 0.027548, -0.039994];
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let dir = xinstruct::models::ensure("all-minilm-l6-v2").unwrap();
+    let e = Embedder::load(&dir, &EmbedConfig::default(), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(e.dim, 384);
+    // All sentences in one batch (padded to the longest) and one by one: the same vectors.
+    let texts: Vec<&str> = REFERENCE.iter().flat_map(|(a, b, _)| [*a, *b]).collect();
+    let batched = e.embed(&texts, None).unwrap();
+    for (i, (a, b, want)) in REFERENCE.iter().enumerate() {
+        let got = cosine(&batched[2 * i], &batched[2 * i + 1]);
+        assert!((got - want).abs() < 1e-4, "{a:?} ~ {b:?}: {got} vs sentence-transformers {want}");
+        let single = e.embed(&[a], None).unwrap().remove(0);
+        assert!(cosine(&single, &batched[2 * i]) > 0.99999);
+    }
+    let hello = e.embed(&["Hello world."], None).unwrap().remove(0);
+    for (g, w) in hello.iter().zip(HELLO) {
+        assert!((g - w).abs() < 1e-4, "{:?} vs {HELLO:?}", &hello[..5]);
+    }
+    let norm: f32 = hello.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+}
+
+const TASKS: [&str; 6] = [
+    "Explain how to cook {}.",
+    "Write a short poem about {}.",
+    "Summarize the news article about {}.",
+    "What are the health benefits of {}?",
+    "Give three tips for photographing {}.",
+    "Translate a paragraph about {} into English.",
+];
+const TOPICS: [&str; 10] =
+    ["rice", "bread", "fish soup", "green tea", "mangoes", "lentils", "noodles", "coffee", "honey", "yogurt"];
+
+/// A dataset of pairs as the pipeline writes them: `n` instructions per language.
+fn dataset(root: &Path, langs: &[&str], part: &str, offset: usize, n: usize) {
+    let schema = xinstruct::sink::docs_schema();
+    for lang in langs {
+        let dir = root.join(format!("lang={lang}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ins: Vec<String> = (offset..offset + n)
+            .map(|i| TASKS[i % TASKS.len()].replace("{}", TOPICS[(i / TASKS.len()) % TOPICS.len()]))
+            .collect();
+        let ids: Vec<String> = (offset..offset + n).map(|i| format!("{lang}-{i:04}")).collect();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match f.name().as_str() {
+                    "id" => Arc::new(StringArray::from(ids.clone())),
+                    "text" => Arc::new(StringArray::from(vec!["response"; n])),
+                    "shard" => Arc::new(StringArray::from(vec!["s.jsonl"; n])),
+                    "offset" | "epoch" => Arc::new(UInt64Array::from(vec![1u64; n])),
+                    "instruction" => Arc::new(StringArray::from(ins.clone())),
+                    "label" => Arc::new(StringArray::from(vec!["good"; n])),
+                    "score" => {
+                        Arc::new(UInt8Array::from((0..n).map(|i| (i % 5) as u8 + 1).collect::<Vec<_>>()))
+                    }
+                    _ => new_null_array(f.data_type(), n),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let file = std::fs::File::create(dir.join(format!("{part}.parquet"))).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+}
+
+fn diversify(data: &Path, extra: &[&str]) -> String {
+    let out = xinst().args(["diversify", "--data"]).arg(data).args(extra).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// (lang, id, cluster, cluster size, rank) from `xinst sql`.
+fn selection(data: &Path) -> String {
+    let out = xinst()
+        .args(["sql", "--format", "csv", "--data"])
+        .arg(data)
+        .arg("SELECT lang, id, cluster_id, cluster_size, rank FROM diversity ORDER BY lang, id")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn quotas_are_met_the_same_under_1_and_2_threads_and_new_pairs_join_saved_clusters() {
+    let tmp = tempdir();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    dataset(&a, &["sw_Latn", "hi_Deva"], "part-1", 0, 60);
+    dataset(&b, &["sw_Latn", "hi_Deva"], "part-1", 0, 60);
+    let memo = tmp.path().join("memo.redb");
+    let m = memo.to_str().unwrap();
+    let report = diversify(&a, &["--quota", "12", "--workers", "1", "--memo", m]);
+    diversify(&b, &["--quota", "12", "--workers", "2", "--memo", m]);
+    assert_eq!(selection(&a), selection(&b));
+    // 60 pairs, quota 12: k = 12 clusters (one pair from each, the paper's rule), all covered.
+    for lang in ["sw_Latn", "hi_Deva"] {
+        let line = report.lines().find(|l| l.starts_with(lang)).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cols[1..5], ["60", "12", "12", "12"], "{report}");
+        let (pair, random): (f64, f64) = (cols[5].parse().unwrap(), cols[6].parse().unwrap());
+        assert!(pair < random, "the selection is more diverse than a random sample: {line}");
+    }
+    let rows = selection(&a);
+    assert_eq!(rows.lines().filter(|l| l.starts_with("sw_Latn") && !l.ends_with(',')).count(), 12);
+
+    // The selection exported in rank order, 12 per language.
+    let out = tmp.path().join("sel.jsonl");
+    let run =
+        xinst().args(["export", "--selected", "--data"]).arg(&a).arg("--out").arg(&out).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 24);
+
+    // A new shard: assigned to the saved centroids (no re-clustering), quota still exact.
+    dataset(&a, &["sw_Latn"], "part-2", 60, 6);
+    let again = diversify(&a, &["--quota", "12", "--memo", m]);
+    let line = again.lines().find(|l| l.starts_with("sw_Latn")).unwrap();
+    assert!(line.contains(" 66 ") && line.trim_end().ends_with("no"), "{again}");
+    let rebuilt = diversify(&a, &["--quota", "12", "--rebuild", "--memo", m]);
+    assert!(rebuilt.lines().find(|l| l.starts_with("sw_Latn")).unwrap().trim_end().ends_with("yes"));
+}
