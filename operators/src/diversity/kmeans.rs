@@ -75,6 +75,11 @@ pub fn assign(points: &[Vec<f32>], centroids: &[Vec<f32>], threads: usize) -> Ve
         }
         best
     };
+    if points.len() * centroids.len() >= 1 << 16 {
+        if let Some(out) = assign_gemm(points, centroids) {
+            return out;
+        }
+    }
     let threads = threads.max(1);
     if threads == 1 || points.len() < 1024 {
         return points.iter().map(nearest).collect();
@@ -87,6 +92,30 @@ pub fn assign(points: &[Vec<f32>], centroids: &[Vec<f32>], threads: usize) -> Ve
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     })
+}
+
+/// The assignment as one matrix product (points × centroidsᵀ, candle's gemm), for large
+/// inputs: the same nearest centroids as the loop up to float rounding of the dot products.
+fn assign_gemm(points: &[Vec<f32>], centroids: &[Vec<f32>]) -> Option<Vec<(usize, f32)>> {
+    use candle_core::{Device, Tensor};
+    let dim = points[0].len();
+    let flat = |v: &[Vec<f32>]| v.iter().flat_map(|x| x.iter().copied()).collect::<Vec<f32>>();
+    let p = Tensor::from_vec(flat(points), (points.len(), dim), &Device::Cpu).ok()?;
+    let c = Tensor::from_vec(flat(centroids), (centroids.len(), dim), &Device::Cpu).ok()?;
+    let sims = p.matmul(&c.t().ok()?).ok()?.to_vec2::<f32>().ok()?;
+    Some(
+        sims.into_iter()
+            .map(|row| {
+                let mut best = (0usize, f32::NEG_INFINITY);
+                for (i, s) in row.into_iter().enumerate() {
+                    if s > best.1 {
+                        best = (i, s);
+                    }
+                }
+                best
+            })
+            .collect(),
+    )
 }
 
 /// k-means++: the first centre uniformly, each next one with probability proportional to the
