@@ -696,17 +696,41 @@ fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::Joi
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let started = Instant::now();
+        let model_style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} model calls {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let mut on_model = false;
         while !flag.load(Ordering::SeqCst) {
             let docs = progress.docs.load(Ordering::Relaxed);
-            bar.set_length(progress.planned_bytes.load(Ordering::Relaxed));
-            bar.set_position(progress.bytes.load(Ordering::Relaxed));
-            bar.set_message(format!(
-                "{}/{} shards, {} docs, {:.0} docs/s",
-                progress.shards.load(Ordering::Relaxed),
-                progress.planned_shards.load(Ordering::Relaxed),
-                docs,
-                docs as f64 / started.elapsed().as_secs_f64().max(1e-3)
-            ));
+            let (planned, read) =
+                (progress.planned_bytes.load(Ordering::Relaxed), progress.bytes.load(Ordering::Relaxed));
+            let (asked, answered) = (
+                progress.model_requests.load(Ordering::Relaxed),
+                progress.model_done.load(Ordering::Relaxed),
+            );
+            // Once the input is read, the bar follows the model's work (the long part).
+            if read >= planned && asked > answered && !on_model {
+                on_model = true;
+                bar.set_style(model_style.clone());
+                bar.reset_eta();
+            }
+            if on_model {
+                bar.set_length(asked);
+                bar.set_position(answered);
+                bar.set_message(format!("({docs} docs read)"));
+            } else {
+                bar.set_length(planned);
+                bar.set_position(read);
+                bar.set_message(format!(
+                    "{}/{} shards, {} docs, {:.0} docs/s{}",
+                    progress.shards.load(Ordering::Relaxed),
+                    progress.planned_shards.load(Ordering::Relaxed),
+                    docs,
+                    docs as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                    if asked > 0 { format!(", model {answered}/{asked}") } else { String::new() }
+                ));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
         bar.finish_and_clear();

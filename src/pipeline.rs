@@ -262,7 +262,13 @@ fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>>
     } else {
         None
     };
-    Ok(Some(StageModels { generator, evaluator, memo, batching: config.generate.clone() }))
+    Ok(Some(StageModels {
+        generator,
+        evaluator,
+        memo,
+        batching: config.generate.clone(),
+        progress: Some(opts.progress.clone()),
+    }))
 }
 
 /// The operator chain between the read and write ends, as the config orders it. Each operator

@@ -378,6 +378,7 @@ mod operator {
             memo: Some(memo.clone()),
             stage: stage.into(),
             config: GenerateConfig { batch_size: 2, max_in_flight: 4 },
+            progress: None,
         }
     }
 
@@ -393,6 +394,7 @@ mod operator {
                 memo: None,
                 stage: "slow@1".into(),
                 config: GenerateConfig { batch_size: 2, max_in_flight: 2 },
+                progress: None,
             };
             let mut input = worker.dataflow::<Epoch, _, _>(|scope| {
                 let (input, docs) = scope.new_collection::<Doc, isize>();

@@ -108,6 +108,8 @@ pub struct GenerateOp {
     pub memo: Option<Arc<MemoCache>>,
     pub stage: String,
     pub config: GenerateConfig,
+    /// Counts requests to the model and answers, for the progress bar.
+    pub progress: Option<Arc<crate::source::Progress>>,
 }
 
 pub trait GenerateExt<'s> {
@@ -270,6 +272,10 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                                         if op.memo.is_some() {
                                             *counters.entry("memo_misses").or_default() += 1;
                                         }
+                                        if let Some(p) = &op.progress {
+                                            p.model_requests
+                                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                        }
                                         waiting.push_back(item);
                                     }
                                 }
@@ -279,6 +285,10 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                         while let Ok((id, outcomes)) = res_rx.try_recv() {
                             let items = out_batches.remove(&id).unwrap_or_default();
                             in_flight -= items.len();
+                            if let Some(p) = &op.progress {
+                                p.model_done
+                                    .fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            }
                             let mut store = Vec::new();
                             for (item, outcome) in items.into_iter().zip(outcomes) {
                                 let r = GenResult::from_outcome(&outcome);

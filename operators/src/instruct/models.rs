@@ -15,6 +15,8 @@ pub struct StageModels {
     pub evaluator: Arc<dyn Generator>,
     pub memo: Option<Arc<MemoCache>>,
     pub batching: GenerateConfig,
+    /// Model requests and answers are counted here for the progress bar.
+    pub progress: Option<Arc<crate::source::Progress>>,
 }
 
 impl StageModels {
@@ -25,6 +27,7 @@ impl StageModels {
             memo: self.memo.clone(),
             stage,
             config: self.batching.clone(),
+            progress: self.progress.clone(),
         }
     }
 

@@ -106,6 +106,9 @@ pub struct Progress {
     /// Set by the driver when it plans work: the total a progress bar counts towards.
     pub planned_bytes: AtomicU64,
     pub planned_shards: AtomicU64,
+    /// Requests sent to a model (memo misses) and those answered, over all stages.
+    pub model_requests: AtomicU64,
+    pub model_done: AtomicU64,
 }
 
 /// Counts raw bytes as a decoder pulls them from the file.
