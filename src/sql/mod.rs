@@ -26,6 +26,7 @@ pub const CANNED: &[(&str, &str)] = &[
     ("lang_stats", include_str!("../../queries/lang_stats.sql")),
     ("rejects_by_reason", include_str!("../../queries/rejects_by_reason.sql")),
     ("label_distribution", include_str!("../../queries/label_distribution.sql")),
+    ("pair_stats", include_str!("../../queries/pair_stats.sql")),
     ("cluster_sizes", include_str!("../../queries/cluster_sizes.sql")),
     ("dup_clusters", include_str!("../../queries/dup_clusters.sql")),
     ("top_verbs", include_str!("../../queries/top_verbs.sql")),
@@ -37,13 +38,11 @@ pub fn describe(sql: &str) -> &str {
     sql.lines().find_map(|l| l.trim().strip_prefix("--")).map(str::trim).unwrap_or("")
 }
 
-/// Columns that later stages (generation, evaluation, dedup, diversity) add to the dataset.
+/// Columns that a later stage (dedup) adds to the dataset.
 /// They are part of `pairs` from the start, NULL until a stage writes them, so queries and
 /// reports work on a dataset at any stage.
 fn later_columns() -> Vec<Field> {
     vec![
-        Field::new("cluster_id", DataType::UInt64, true),
-        Field::new("cluster_size", DataType::UInt64, true),
         Field::new("dup_cluster_id", DataType::Utf8, true),
         Field::new("dup_cluster_size", DataType::UInt64, true),
     ]

@@ -132,6 +132,20 @@ fn quotas_are_met_the_same_under_1_and_2_threads_and_new_pairs_join_saved_cluste
     let rows = selection(&a);
     assert_eq!(rows.lines().filter(|l| l.starts_with("sw_Latn") && !l.ends_with(',')).count(), 12);
 
+    // The canned query counts the same selection per cluster.
+    let q = xinst()
+        .args(["sql", "--format", "csv", "--query", "cluster_sizes", "--data"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let selected: usize = String::from_utf8_lossy(&q.stdout)
+        .lines()
+        .filter(|l| l.starts_with("sw_Latn"))
+        .map(|l| l.split(',').nth(2).unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(selected, 12);
+
     // The selection exported in rank order, 12 per language.
     let out = tmp.path().join("sel.jsonl");
     let run =

@@ -90,6 +90,20 @@ fn pairs_end_to_end_with_memo_and_template_versions() {
         assert!(!p.instruction.contains("###") && !p.instruction.contains('\n'), "{p:?}");
     }
 
+    // The canned statistics count the same pairs.
+    let stats_csv = xinst()
+        .args(["sql", "--format", "csv", "--query", "pair_stats", "--data"])
+        .arg(&out1)
+        .output()
+        .unwrap();
+    assert!(stats_csv.status.success(), "{}", String::from_utf8_lossy(&stats_csv.stderr));
+    let counted: usize = String::from_utf8_lossy(&stats_csv.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(counted, pairs1.len());
+
     // Same input, same templates, a new output: everything from the memo, same pairs.
     let out2 = tmp.path().join("out2");
     let (_, s2) = run_xinst(i, out2.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
