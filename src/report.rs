@@ -126,20 +126,27 @@ pub async fn build(session: &SqlSession, data: &str, out: &Path) -> Result<PathB
     let mut charts: Vec<(String, String)> = Vec::new();
     let mut body = String::new();
 
-    let (header, rows) = table(&session.query(canned("lang_stats")).await?)?;
-    let _ = write!(body, "<h2>Pairs per language</h2><table><tr>");
-    for h in &header {
-        let _ = write!(body, "<th>{}</th>", esc(h));
-    }
-    body.push_str("</tr>");
-    for r in &rows {
-        body.push_str("<tr>");
-        for v in r {
-            let _ = write!(body, "<td>{}</td>", esc(v));
+    let html_table = |body: &mut String, title: &str, header: &[String], rows: &[Vec<String>]| {
+        let _ = write!(body, "<h2>{}</h2><table><tr>", esc(title));
+        for h in header {
+            let _ = write!(body, "<th>{}</th>", esc(h));
         }
         body.push_str("</tr>");
+        for r in rows {
+            body.push_str("<tr>");
+            for v in r {
+                let _ = write!(body, "<td>{}</td>", esc(v));
+            }
+            body.push_str("</tr>");
+        }
+        body.push_str("</table>");
+    };
+    let (header, rows) = table(&session.query(canned("lang_stats")).await?)?;
+    html_table(&mut body, "Pairs per language", &header, &rows);
+    let (pair_header, pair_rows) = table(&session.query(canned("pair_stats")).await?)?;
+    if !pair_rows.is_empty() {
+        html_table(&mut body, "Instructions (X-Instruction stages)", &pair_header, &pair_rows);
     }
-    body.push_str("</table>");
     let per_lang: Vec<(String, f64)> =
         rows.iter().map(|r| (format!("{} ({})", r[1], r[0]), number(&r[2]))).collect();
     charts.push(("languages".into(), bar_chart("Pairs per language", &per_lang)));
@@ -184,12 +191,14 @@ pub async fn build(session: &SqlSession, data: &str, out: &Path) -> Result<PathB
     }
     charts.push(("labels".into(), bar_chart("Evaluator labels", &labels.into_iter().collect::<Vec<_>>())));
     let (_, rows) = table(
-        &session.query("SELECT cluster_size, COUNT(*) FROM pairs WHERE cluster_size IS NOT NULL GROUP BY 1 ORDER BY 1").await?,
+        &session
+            .query("SELECT cluster_size, COUNT(*) FROM diversity WHERE selected GROUP BY 1 ORDER BY 1")
+            .await?,
     )?;
     charts.push((
         "clusters".into(),
         bar_chart(
-            "Diversity clusters: pairs by cluster size",
+            "Diversity clusters: selected pairs by cluster size",
             &rows.iter().map(|r| (format!("size {}", r[0]), number(&r[1]))).collect::<Vec<_>>(),
         ),
     ));
