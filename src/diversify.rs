@@ -90,15 +90,18 @@ pub fn diversify(config: &Config, opts: &DiversifyOptions) -> Result<Report> {
     let model_dir = crate::models::resolve(&config.embed.model)?;
     let embedder =
         Embedder::load(&model_dir, &config.embed, &candle_core::Device::Cpu).map_err(|e| anyhow!(e))?;
+    // The pipeline's memo file for this output (process 0's), so embeddings sit next to the
+    // generations; for a remote dataset, the same file the pipeline uses in the model cache.
     let memo_path = match (&opts.memo, &store.local_root) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(root)) => Some(root.join("_xinstruct").join("memo-p0.redb")),
-        (None, None) => None,
+        (Some(p), _) => p.clone(),
+        (None, Some(root)) => root.join("_xinstruct").join("memo-p0.redb"),
+        (None, None) => {
+            let key = xxhash_rust::xxh3::xxh3_64(opts.data.as_bytes());
+            crate::models::cache_dir().join("memo").join(format!("{key:016x}-memo-p0.redb"))
+        }
     };
-    let memo = match memo_path {
-        Some(p) => Some(MemoCache::open(&p).map_err(|e| anyhow!("memo cache {}: {e}", p.display()))?),
-        None => None,
-    };
+    let memo = MemoCache::open(&memo_path).map_err(|e| anyhow!("memo cache {}: {e}", memo_path.display()))?;
+    let memo = Some(memo);
     let mut report = Report::new();
     for (lang, (cands, instructions)) in by_lang {
         let texts: Vec<&str> = instructions.iter().map(String::as_str).collect();
