@@ -132,30 +132,24 @@ fn quote(s: &str) -> String {
 }
 
 pub async fn export(session: &SqlSession, opts: &ExportOptions) -> Result<Exported> {
-    let mut filter = String::from("instruction IS NOT NULL");
+    // Always qualified by the pairs table's alias `p`, so the same filter serves both queries.
+    let mut filter = String::from("p.instruction IS NOT NULL");
     if !opts.labels.is_empty() {
         let labels: Vec<String> = opts.labels.iter().map(|l| quote(l)).collect();
-        filter.push_str(&format!(" AND label IN ({})", labels.join(", ")));
+        filter.push_str(&format!(" AND p.label IN ({})", labels.join(", ")));
     }
     if opts.drop_translate {
-        filter.push_str(" AND (translate IS NULL OR NOT translate)");
+        filter.push_str(" AND (p.translate IS NULL OR NOT p.translate)");
     }
-    let sql = if opts.selected {
-        format!(
-            "SELECT p.id, p.lang, p.instruction, p.text, p.label, p.score, p.iteration, p.url, p.translate \
-             FROM pairs p JOIN diversity d ON p.id = d.id AND p.lang = d.lang \
-             WHERE d.selected AND {} ORDER BY p.lang, d.rank",
-            filter
-                .replace("instruction", "p.instruction")
-                .replace("label", "p.label")
-                .replace("translate", "p.translate")
-        )
+    let (join, order) = if opts.selected {
+        ("JOIN diversity d ON p.id = d.id AND p.lang = d.lang AND d.selected", "p.lang, d.rank")
     } else {
-        format!(
-            "SELECT id, lang, instruction, text, label, score, iteration, url, translate FROM pairs \
-             WHERE {filter} ORDER BY lang, id"
-        )
+        ("", "p.lang, p.id")
     };
+    let sql = format!(
+        "SELECT p.id, p.lang, p.instruction, p.text, p.label, p.score, p.iteration, p.url, p.translate \
+         FROM pairs p {join} WHERE {filter} ORDER BY {order}"
+    );
     let batches = session.query(&sql).await?;
     if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -152,6 +152,16 @@ fn quotas_are_met_the_same_under_1_and_2_threads_and_new_pairs_join_saved_cluste
         xinst().args(["export", "--selected", "--data"]).arg(&a).arg("--out").arg(&out).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 24);
+    // Filters combine with the selection.
+    let run = xinst()
+        .args(["export", "--selected", "--labels", "good", "--drop-translate", "--data"])
+        .arg(&a)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 24);
 
     // A new shard: assigned to the saved centroids (no re-clustering), quota still exact.
     dataset(&a, &["sw_Latn"], "part-2", 60, 6);

@@ -12,12 +12,12 @@
 
 use super::cross_check::{check_pair, CrossCheckConfig};
 use super::evaluate::{Evaluate, EvaluateConfig};
-use super::models::{doc_seed, language_name, prompt_text, StageModels};
+use super::models::{language_name, prompt_text, StageModels};
 use super::prompt::{BuiltIn, Label, Template, TemplateChoice};
 use super::reverse::{accept_instruction, ReverseConfig};
 use crate::doc::{Doc, Reject};
 use crate::filter::{split_docs, split_map};
-use crate::generate::{GenRequest, GenerateExt, SamplingParams};
+use crate::generate::{GenRequest, GenerateExt};
 use crate::lang_id::LangIdentifier;
 use crate::stats::StatsRegistry;
 use crate::Epoch;
@@ -173,14 +173,7 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
                                 ("reason", reason),
                                 ("language", &language_name(doc)),
                             ]),
-                            params: SamplingParams {
-                                temperature: reverse.temperature,
-                                top_p: reverse.top_p,
-                                max_new_tokens: reverse.max_new_tokens,
-                                stop: vec!["###".into(), "\n\n".into()],
-                                seed: doc_seed(doc, round as u64),
-                                ..SamplingParams::default()
-                            },
+                            params: reverse.params(doc, round as u64),
                         }
                     }
                 })
@@ -282,7 +275,7 @@ impl<'s> TriageRound<'s> for VecCollection<'s, Epoch, Doc> {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Triaged {
     Accept(Doc),
     Refine(Doc),

@@ -61,14 +61,19 @@ impl ReverseConfig {
         let lang = language_name(doc);
         GenRequest {
             prompt: template.prompt(&[("text", &text), ("language", &lang)]),
-            params: SamplingParams {
-                temperature: self.temperature,
-                top_p: self.top_p,
-                max_new_tokens: self.max_new_tokens,
-                stop: vec!["###".into(), "\n\n".into()],
-                seed: doc_seed(doc, salt),
-                ..SamplingParams::default()
-            },
+            params: self.params(doc, salt),
+        }
+    }
+
+    /// Sampling for an instruction of `doc` (also the refine prompt's), seeded by (doc, salt).
+    pub fn params(&self, doc: &Doc, salt: u64) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_new_tokens: self.max_new_tokens,
+            stop: vec!["###".into(), "\n\n".into()],
+            seed: doc_seed(doc, salt),
+            ..SamplingParams::default()
         }
     }
 }
