@@ -137,6 +137,7 @@ impl Store {
                 compression,
                 size: meta.size,
                 version,
+                born: None,
             });
         }
         shards.sort();

@@ -36,7 +36,7 @@ fn sample_paragraphs() -> Vec<String> {
     for path in names {
         let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let Some((format, compression)) = Format::detect(&name) else { continue };
-        let task = ShardTask { uri: name, format, compression, size: 0, version: String::new() };
+        let task = ShardTask { uri: name, format, compression, size: 0, version: String::new(), born: None };
         let records = match format {
             Format::Jsonl => jsonl::records(&path, &task, &cfg, None),
             Format::Parquet => pq_source::records(&path, &task, &cfg, None),

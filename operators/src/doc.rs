@@ -29,6 +29,9 @@ pub struct Doc {
     /// The instruction-tuning pair built on this document (the document's text is the
     /// response); `None` until the reverse-instruction stage sets it.
     pub pair: Option<Box<Pair>>,
+    /// The epoch the document's shard was first committed in, when the shard is read again
+    /// unchanged (its place in the dedup order); `None`: the epoch it is read in.
+    pub born: Option<crate::Epoch>,
 }
 
 /// An English instruction for a document, and what the evaluator made of it.

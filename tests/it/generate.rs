@@ -324,6 +324,7 @@ mod operator {
             lang: None,
             meta: BTreeMap::new(),
             pair: None,
+            born: None,
         }
     }
 

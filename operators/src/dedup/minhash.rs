@@ -127,20 +127,27 @@ impl MinHasher {
         sig
     }
 
-    /// One bucket key per band (the band index is mixed in, so bands never collide).
+    /// One bucket key per band (see [`band_keys`]).
     pub fn band_keys(&self, sig: &[u32]) -> Vec<u64> {
-        sig.chunks(self.cfg.rows)
-            .enumerate()
-            .map(|(band, rows)| {
-                let mut bytes = Vec::with_capacity(4 * rows.len() + 8);
-                bytes.extend_from_slice(&(band as u64).to_le_bytes());
-                for r in rows {
-                    bytes.extend_from_slice(&r.to_le_bytes());
-                }
-                xxh3_64(&bytes)
-            })
-            .collect()
+        band_keys(sig, self.cfg.rows)
     }
+}
+
+/// One bucket key per band of `rows` signature values (the band index is mixed in, so bands
+/// never collide).
+pub fn band_keys(sig: &[u32], rows: usize) -> Vec<u64> {
+    let mut bytes = Vec::with_capacity(4 * rows + 8);
+    sig.chunks(rows.max(1))
+        .enumerate()
+        .map(|(band, values)| {
+            bytes.clear();
+            bytes.extend_from_slice(&(band as u64).to_le_bytes());
+            for v in values {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            xxh3_64(&bytes)
+        })
+        .collect()
 }
 
 /// The signatures' estimate of Jaccard similarity: the share of equal positions.
@@ -171,14 +178,15 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     inter as f64 / (a.len() + b.len() - inter) as f64
 }
 
+/// Seeded synthetic corpora for the dedup tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::{BTreeSet, HashMap};
+pub(crate) mod testing {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     /// A seeded corpus: random "sentences" over a vocabulary, plus planted near-duplicates made
     /// by word edits, insertions and appended boilerplate.
-    fn corpus(seed: u64, originals: usize) -> Vec<String> {
+    pub(crate) fn corpus(seed: u64, originals: usize) -> Vec<String> {
         let mut rng = StdRng::seed_from_u64(seed);
         let vocab: Vec<String> = (0..3000).map(|i| format!("w{i}")).collect();
         let mut docs = Vec::new();
@@ -209,6 +217,13 @@ mod tests {
         }
         docs
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::corpus;
+    use super::*;
+    use std::collections::{BTreeSet, HashMap};
 
     #[test]
     fn lsh_finds_what_brute_force_jaccard_finds_within_theory() {

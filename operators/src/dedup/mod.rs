@@ -1,6 +1,11 @@
-//! Near-duplicate detection. [`minhash`]: shingles, MinHash signatures, LSH band keys and
-//! Jaccard estimates, checked against brute-force Jaccard. The incremental `dedup` operator
-//! (buckets → candidate pairs → connected components in differential, with retraction) builds
-//! on it.
+//! Exact and near-duplicate removal. [`minhash`]: shingles, MinHash signatures, LSH band keys
+//! and Jaccard estimates; [`clusters`]: the differential computation from signature records
+//! to cluster memberships (exact groups, LSH candidates, verification, connected components);
+//! [`operator`]: the `dedup` operator on the document stream.
 
+pub mod clusters;
 pub mod minhash;
+pub mod operator;
+
+pub use clusters::{clusters, ClusterParams, DocKey, Membership, SigRecord};
+pub use operator::{exact_hash, sig_record, Dedup, DedupConfig, DedupOutput};

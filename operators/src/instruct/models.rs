@@ -86,6 +86,7 @@ mod tests {
             lang: lang.map(String::from),
             meta: Default::default(),
             pair: None,
+            born: None,
         }
     }
 

@@ -238,6 +238,7 @@ mod tests {
             compression,
             size: 0,
             version: String::new(),
+            born: None,
         }
     }
 
@@ -333,6 +334,7 @@ mod zstd_tests {
             compression: Compression::Zstd,
             size: 0,
             version: String::new(),
+            born: None,
         };
         let recs: Vec<Record> = records(&path, &task, &SourceConfig::default(), None).unwrap().collect();
         let docs = recs.iter().filter(|r| matches!(r, Record::Doc(_))).count();

@@ -12,6 +12,7 @@ pub mod read;
 pub mod wet;
 
 use crate::doc::{Doc, Reject};
+use crate::Epoch;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::PathBuf;
@@ -70,6 +71,11 @@ pub struct ShardTask {
     pub size: u64,
     /// The store's version of the object: S3 ETag or local mtime.
     pub version: String,
+    /// The epoch the shard was first committed in, when an unchanged shard is read again
+    /// (dedup promoted or demoted one of its documents, or a takedown names one): its
+    /// documents keep their place in the dedup order. `None` for new or changed content.
+    #[serde(default)]
+    pub born: Option<Epoch>,
 }
 
 /// A shard made readable as a local file.

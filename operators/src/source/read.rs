@@ -116,7 +116,7 @@ impl SourceConfig {
         }
         let id = id.filter(|s| !s.is_empty()).unwrap_or_else(|| Doc::derived_id(&origin));
         let lang = lang.filter(|l| !l.is_empty());
-        Record::Doc(Doc { id, text, url, source: origin, lang, meta, pair: None })
+        Record::Doc(Doc { id, text, url, source: origin, lang, meta, pair: None, born: None })
     }
 }
 
@@ -249,7 +249,8 @@ impl<'s> ReadShards<'s> for VecCollection<'s, Epoch, ShardTask> {
                             while fuel > 0 {
                                 fuel -= 1;
                                 match records.next() {
-                                    Some(Record::Doc(doc)) => {
+                                    Some(Record::Doc(mut doc)) => {
+                                        doc.born = report.task.born;
                                         report.docs += 1;
                                         counts.docs += 1;
                                         session.give((SourceItem::Doc(doc), time, 1));
