@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use xinstruct_operators::dedup::DedupConfig;
 use xinstruct_operators::diversity::{EmbedConfig, KMeansConfig, SampleConfig};
 use xinstruct_operators::generate::{EngineConfig, GenerateConfig, OpenAiConfig};
 use xinstruct_operators::instruct::{CrossCheckConfig, EvaluateConfig, RefineConfig, ReverseConfig};
@@ -33,6 +34,8 @@ pub struct Config {
     pub lang_id: LangIdConfig,
     #[serde(default)]
     pub quality: QualityConfig,
+    #[serde(default)]
+    pub dedup: DedupConfig,
     #[serde(default)]
     pub instruct: InstructConfig,
     #[serde(default)]
@@ -69,6 +72,7 @@ pub enum OperatorName {
     #[value(name = "lang_id")]
     LangId,
     Quality,
+    Dedup,
     #[value(name = "reverse_instruction")]
     ReverseInstruction,
     #[value(name = "cross_check")]
@@ -83,6 +87,7 @@ impl OperatorName {
             OperatorName::Normalize => "normalize",
             OperatorName::LangId => "lang_id",
             OperatorName::Quality => "quality",
+            OperatorName::Dedup => "dedup",
             OperatorName::ReverseInstruction => "reverse_instruction",
             OperatorName::CrossCheck => "cross_check",
             OperatorName::Evaluate => "evaluate",
@@ -143,6 +148,7 @@ fn default_operators() -> Vec<OperatorName> {
         OperatorName::Normalize,
         OperatorName::LangId,
         OperatorName::Quality,
+        OperatorName::Dedup,
         OperatorName::ReverseInstruction,
         OperatorName::CrossCheck,
         OperatorName::Evaluate,
@@ -225,6 +231,7 @@ impl Config {
     /// are in range.
     pub fn validate(&self) -> Result<()> {
         use anyhow::anyhow;
+        self.dedup.validate().map_err(|e| anyhow!(e))?;
         self.reverse_instruction.template().map_err(|e| anyhow!("[reverse_instruction] {e}"))?;
         self.evaluate.template().map_err(|e| anyhow!("[evaluate] {e}"))?;
         self.refine.template().map_err(|e| anyhow!("[refine] {e}"))?;

@@ -2,6 +2,7 @@
 //! streaming dataflow on timely/differential.
 
 pub mod config;
+pub mod dedup;
 pub mod generation;
 pub mod manifest;
 pub mod models;

@@ -164,6 +164,17 @@ enum Command {
         #[arg(long)]
         selected: bool,
     },
+    /// Take documents down: add ids (one per line) to the dataset's takedown list. The next
+    /// `xinst run` over the input re-reads the shards holding them, rejects them as
+    /// `taken_down` and promotes the next document of each of their duplicate clusters.
+    Retract {
+        /// File of document ids, one per line (`#` comments allowed).
+        #[arg(long)]
+        ids: PathBuf,
+        /// The dataset: an output folder or s3://bucket/prefix.
+        #[arg(long)]
+        data: String,
+    },
     /// Diversify a dataset's pairs: embed the instructions, k-means per language, fill the
     /// [sample] quota round-robin across clusters (writes diversity/ and prints the figures).
     Diversify {
@@ -401,6 +412,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 eprintln!("{} lines rejected -> {}", done.rejects, r.display());
             }
             Ok(if done.rejects > 0 { 3 } else { 0 })
+        }
+        Command::Retract { ids, data } => {
+            let done = xinstruct::dedup::retract(&data, &ids)?;
+            eprintln!(
+                "{} ids added to the takedown list ({} already on it); {} found in {} shards",
+                done.ids,
+                done.already_listed,
+                done.found,
+                done.shards.len()
+            );
+            eprintln!("run `xinst run INPUT {data}` to apply: it reads those shards again");
+            Ok(0)
         }
         Command::Report { data, out } => {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

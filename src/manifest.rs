@@ -20,7 +20,11 @@ use xinstruct_operators::Epoch;
 pub const MANIFEST: &str = "_xinstruct/manifest.json";
 pub const TMP_DIR: &str = "_xinstruct/tmp";
 /// Top-level folders of committed data files, which garbage collection may clean.
-pub const DATA_DIRS: [&str; 1] = ["rejects"];
+pub const DATA_DIRS: [&str; 3] = ["rejects", SIGNATURES_DIR, DUP_CLUSTERS_DIR];
+/// Dedup's signature records, one part per shard.
+pub const SIGNATURES_DIR: &str = "signatures";
+/// The snapshot of clusters of two or more documents (one file, replaced at every commit).
+pub const DUP_CLUSTERS_DIR: &str = "dup_clusters";
 pub const LANG_PREFIX: &str = "lang=";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +37,27 @@ pub struct Manifest {
     pub epochs: Vec<EpochEntry>,
     /// Renames and deletes of a commit not yet carried out.
     pub pending: Option<Pending>,
+    /// What the stored dedup signatures and clusters were computed with.
+    #[serde(default)]
+    pub dedup: Option<DedupState>,
+    /// Document ids to keep out of the dataset (`xinst retract`).
+    #[serde(default)]
+    pub takedown: BTreeSet<String>,
+    /// Shards to read again although unchanged: dedup moved one of their documents between
+    /// kept and duplicate, or a takedown names one. Cleared as they are committed.
+    #[serde(default)]
+    pub reread: BTreeSet<String>,
+    /// The snapshot of clusters of two or more documents.
+    #[serde(default)]
+    pub dup_clusters: Option<FileEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DedupState {
+    /// [`DedupConfig::signature_fingerprint`](xinstruct_operators::dedup::DedupConfig::signature_fingerprint).
+    pub signatures: String,
+    /// The clustering parameters (near, rows, threshold, all_pairs_up_to) as text.
+    pub clustering: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +74,17 @@ pub struct ShardEntry {
     pub rejects: u64,
     pub file_error: Option<String>,
     pub files: Vec<FileEntry>,
+    /// The epoch the shard was first committed in, when it was read again unchanged since
+    /// (its documents' place in the dedup order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<Epoch>,
+}
+
+impl ShardEntry {
+    /// The epoch that orders this shard's documents for dedup.
+    pub fn born(&self) -> Epoch {
+        self.born.unwrap_or(self.epoch)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -97,7 +133,11 @@ impl Manifest {
 
     /// Every data file the manifest commits.
     pub fn files(&self) -> BTreeSet<String> {
-        self.shards.values().flat_map(|s| s.files.iter().map(|f| f.path.clone())).collect()
+        self.shards
+            .values()
+            .flat_map(|s| s.files.iter().map(|f| f.path.clone()))
+            .chain(self.dup_clusters.iter().map(|f| f.path.clone()))
+            .collect()
     }
 
     /// Commits `pending` in two steps (see the module doc).

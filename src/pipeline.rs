@@ -6,15 +6,16 @@
 //! operators; shards reach them through the read operator's exchange.
 
 use crate::config::{Config, OperatorName};
-use crate::manifest::{self, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
-use crate::sink::{FileWritten, SinkEvent, SinkTarget, WriteDataset};
+use crate::dedup::{shard_signatures, ClusterView};
+use crate::manifest::{self, DedupState, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
+use crate::sink::{FileWritten, SideRow, SinkEvent, SinkTarget, WriteDataset};
 use crate::store::{hash_file, Store, StoreOpener};
 use anyhow::{anyhow, bail, Context, Result};
 use differential_dataflow::input::Input;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
+use xinstruct_operators::dedup::{Dedup, DocKey, Membership, SigRecord};
 use xinstruct_operators::generate::MemoCache;
 use xinstruct_operators::instruct::{
     CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
@@ -69,6 +71,10 @@ pub struct RunSummary {
     pub shards_unchanged: u64,
     pub shards_new: u64,
     pub shards_changed: u64,
+    /// Unchanged shards read again for dedup (a document changed side, a takedown, new
+    /// dedup settings).
+    #[serde(default)]
+    pub shards_reread: u64,
     /// Shards read and committed (new or changed content).
     pub shards_processed: u64,
     pub shards_pruned: u64,
@@ -109,6 +115,8 @@ impl RunSummary {
 enum LeaderEvent {
     Report(ShardReport),
     Sink(SinkEvent),
+    /// A change to the membership of a document in a cluster of two or more.
+    Cluster(DocKey, Membership, isize),
 }
 
 pub fn run(opts: RunOptions) -> Result<RunSummary> {
@@ -160,6 +168,15 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     let spool_dir = opts.config.run.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let total_workers = workers * opts.cluster.processes.max(1);
     let lang_id = load_lang_id(&opts.config)?;
+    // Read before the workers start: every worker's dedup operator needs the takedown list.
+    let takedown: Arc<HashSet<String>> =
+        Arc::new(Manifest::load(&output, &rt)?.takedown.into_iter().collect());
+    if !takedown.is_empty() && !opts.config.pipeline.operators.contains(&OperatorName::Dedup) {
+        bail!(
+            "the output has a takedown list ({} ids) and the dedup operator applies it: do not skip dedup",
+            takedown.len()
+        );
+    }
     let models = load_models(&opts, &output)?;
     let opts = Arc::new(opts);
     let guards = timely::execute(config, {
@@ -174,6 +191,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
                 total_workers,
                 lang_id: lang_id.clone(),
                 models: models.clone(),
+                takedown: takedown.clone(),
             };
             ctx.run_worker(worker).map_err(|e| format!("{e:#}"))
         }
@@ -210,6 +228,8 @@ struct WorkerCtx {
     lang_id: Option<Arc<LangIdentifier>>,
     /// The generator, evaluator and memo cache, shared by the workers of this process.
     models: Option<StageModels>,
+    /// Document ids dedup rejects as `taken_down`.
+    takedown: Arc<HashSet<String>>,
 }
 
 /// Loads the language-ID model once per process, fetching lid.176 into the model cache when
@@ -271,24 +291,41 @@ fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>>
     }))
 }
 
+/// What the chain hands the sink and the leader besides documents and rejects.
+struct DedupSide<'s> {
+    records: VecCollection<'s, Epoch, SigRecord>,
+    clusters: VecCollection<'s, Epoch, (DocKey, Membership)>,
+}
+
 /// The operator chain between the read and write ends, as the config orders it. Each operator
 /// takes the documents and adds its rejects; the driver and sinks stay as they are.
+#[allow(clippy::too_many_arguments)]
 fn assemble<'s>(
     mut docs: VecCollection<'s, Epoch, Doc>,
     mut rejects: VecCollection<'s, Epoch, Reject>,
+    prior: VecCollection<'s, Epoch, SigRecord>,
+    takedown: &Arc<HashSet<String>>,
     config: &Config,
     lang_id: Option<&Arc<LangIdentifier>>,
     models: Option<&StageModels>,
     stats: &StatsRegistry,
-) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>)> {
+) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>, Option<DedupSide<'s>>)> {
     let no_models = || anyhow!("the X-Instruction stages need a generator ([instruct])");
     let ops = &config.pipeline.operators;
+    let mut side = None;
+    let mut prior = Some(prior);
     for op in ops {
         let (kept, rejected) = match (op, lang_id) {
             (OperatorName::Normalize, _) => docs.normalize(&config.normalize, stats),
             (OperatorName::LangId, Some(identifier)) => docs.lang_id(identifier, stats),
             (OperatorName::LangId, None) | (OperatorName::CrossCheck, None) => continue,
             (OperatorName::Quality, _) => docs.quality(&config.quality, stats),
+            (OperatorName::Dedup, _) => {
+                let prior = prior.take().ok_or_else(|| anyhow!("dedup is listed twice in [pipeline]"))?;
+                let out = docs.dedup(prior, &config.dedup, takedown.clone(), stats);
+                side = Some(DedupSide { records: out.records, clusters: out.clusters });
+                (out.kept, out.rejected)
+            }
             (OperatorName::ReverseInstruction, _) => docs
                 .reverse_instruction(&config.reverse_instruction, models.ok_or_else(no_models)?, stats)
                 .map_err(|e| anyhow!(e))?,
@@ -313,7 +350,7 @@ fn assemble<'s>(
         docs = kept;
         rejects = rejects.concat(rejected);
     }
-    Ok((docs, rejects))
+    Ok((docs, rejects, side))
 }
 
 impl WorkerCtx {
@@ -330,30 +367,39 @@ impl WorkerCtx {
         let target =
             SinkTarget { out: self.output.clone(), rt: self.rt.clone(), spool_dir: self.spool_dir.clone() };
         let config = &self.opts.config;
-        let mut shards_in = worker.dataflow::<Epoch, _, _>(|scope| -> Result<_> {
+        let (mut shards_in, mut prior_in) = worker.dataflow::<Epoch, _, _>(|scope| -> Result<_> {
             let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
+            let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
             let read = shards.read_shards(&config.source, opener, &stats, Some(self.opts.progress.clone()));
-            let (docs, rejects) = assemble(
+            let (docs, rejects, dedup) = assemble(
                 read.docs,
                 read.rejects,
+                prior,
+                &self.takedown,
                 config,
                 self.lang_id.as_ref(),
                 self.models.as_ref(),
                 &stats,
             )?;
-            let sink = docs.write_dataset(rejects, &config.sink, target, &stats);
+            let mut side = rejects.map(SideRow::Reject);
+            let mut events = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
+            if let Some(dedup) = dedup {
+                side = side.concat(dedup.records.map(SideRow::Signature));
+                events = events.concat(dedup.clusters.inner.map(|((k, m), _, d)| LeaderEvent::Cluster(k, m, d)));
+            }
+            let sink = docs.write_dataset(side, &config.sink, target, &stats);
             let sink = sink.map(LeaderEvent::Sink);
-            let reports = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
             let sink_collected = collected.clone();
-            reports
+            events
                 .concat(sink)
                 .exchange(|_| 0)
                 .inspect(move |e| sink_collected.borrow_mut().push(e.clone()))
                 .probe_with(&probe);
-            Ok(shards_in)
+            Ok((shards_in, prior_in))
         })?;
         if !leader {
             drop(shards_in);
+            drop(prior_in);
             return Ok(None);
         }
         let mut leader = Leader::new(self)?;
@@ -371,34 +417,49 @@ impl WorkerCtx {
                 leader.summary.interrupted = true;
                 break;
             }
-            let plan = leader.plan(self)?;
+            let mut queue: std::collections::VecDeque<ShardTask> = leader.plan(self)?.into();
             let per_epoch = match self.opts.config.run.shards_per_epoch {
                 0 => 4 * self.total_workers,
                 n => n,
             };
-            for batch in plan.chunks(per_epoch) {
+            let epoch = leader.manifest.next_epoch;
+            leader.load_prior(self, &queue, |r| {
+                prior_in.advance_to(epoch);
+                prior_in.insert(r);
+            })?;
+            while !queue.is_empty() || leader.dedup_epoch_due() {
                 if self.opts.stop.load(Ordering::SeqCst) {
                     leader.summary.interrupted = true;
                     break;
                 }
+                let batch: Vec<ShardTask> = queue.drain(..per_epoch.min(queue.len())).collect();
                 let epoch = leader.manifest.next_epoch;
                 shards_in.advance_to(epoch);
-                for task in batch {
+                prior_in.advance_to(epoch);
+                for record in leader.retractions(self, &batch)? {
+                    prior_in.update(record, -1);
+                }
+                for task in &batch {
                     shards_in.insert(task.clone());
                 }
                 shards_in.advance_to(epoch + 1);
+                prior_in.advance_to(epoch + 1);
                 shards_in.flush();
+                prior_in.flush();
                 while probe.less_than(&(epoch + 1)) {
                     worker.step_or_park(Some(PARK));
                 }
                 let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
-                leader.commit(self, epoch, events)?;
+                let still_planned: BTreeSet<&String> = queue.iter().map(|t| &t.uri).collect();
+                let rereads = leader.commit(self, epoch, events, &batch, &still_planned)?;
+                queue.extend(rereads);
             }
             if !self.opts.watch || leader.summary.interrupted {
                 break;
             }
         }
         drop(shards_in);
+        drop(prior_in);
         while !probe.done() {
             worker.step_or_park(Some(PARK));
         }
@@ -411,6 +472,28 @@ impl WorkerCtx {
 struct Leader {
     manifest: Manifest,
     summary: RunSummary,
+    dedup: Option<DedupDriver>,
+}
+
+/// The leader's dedup bookkeeping for one run (src/dedup.rs explains the state).
+struct DedupDriver {
+    want: DedupState,
+    /// The stored signatures were made with other settings (or without dedup): every shard
+    /// is read again and none is loaded.
+    stale: bool,
+    /// The clustering parameters changed: one epoch re-clusters even with nothing to read.
+    recluster: bool,
+    /// What the dataset reflects (the committed snapshot) and what the dataflow says now.
+    committed: ClusterView,
+    live: ClusterView,
+    /// Shards whose records are in the dataflow (loaded, or read in this run).
+    in_dataflow: HashSet<String>,
+    loaded: bool,
+    /// Records of shards gone from the input, retracted at the next epoch.
+    gone: Vec<SigRecord>,
+    /// Compare every document at the next commit, not only the touched ones: a document
+    /// whose cluster vanished while the run loaded its state sends no change.
+    full_compare: bool,
 }
 
 impl Leader {
@@ -427,7 +510,90 @@ impl Leader {
             chain: ctx.opts.config.pipeline.operators.iter().map(|o| o.as_str().to_string()).collect(),
             ..Default::default()
         };
-        Ok(Leader { manifest, summary })
+        let config = &ctx.opts.config;
+        let dedup = if config.pipeline.operators.contains(&OperatorName::Dedup) {
+            let want = DedupState {
+                signatures: config.dedup.signature_fingerprint(),
+                clustering: format!("{:?}", config.dedup.params()),
+            };
+            let stale = match &manifest.dedup {
+                Some(state) => state.signatures != want.signatures,
+                None => !manifest.shards.is_empty(),
+            };
+            let recluster = !stale && manifest.dedup.as_ref().is_some_and(|s| s.clustering != want.clustering);
+            let committed =
+                if stale { ClusterView::default() } else { ClusterView::load(&ctx.output, &ctx.rt, &manifest)? };
+            if stale && !manifest.shards.is_empty() {
+                tracing::info!("dedup settings changed: every shard is hashed again");
+            }
+            Some(DedupDriver {
+                want,
+                stale,
+                recluster,
+                committed,
+                live: ClusterView::default(),
+                in_dataflow: HashSet::new(),
+                loaded: false,
+                gone: Vec::new(),
+                full_compare: true,
+            })
+        } else {
+            None
+        };
+        Ok(Leader { manifest, summary, dedup })
+    }
+
+    /// Whether dedup needs an epoch although no shard is planned: changed clustering
+    /// parameters, or records of shards gone from the input to retract.
+    fn dedup_epoch_due(&self) -> bool {
+        self.dedup.as_ref().is_some_and(|d| d.recluster || !d.gone.is_empty())
+    }
+
+    /// Feeds the records of every committed shard that this run does not read to dedup's
+    /// `prior` input (once per run).
+    fn load_prior(
+        &mut self,
+        ctx: &WorkerCtx,
+        planned: &std::collections::VecDeque<ShardTask>,
+        mut insert: impl FnMut(SigRecord),
+    ) -> Result<()> {
+        let Some(d) = self.dedup.as_mut() else { return Ok(()) };
+        if d.loaded || d.stale {
+            d.loaded = true;
+            return Ok(());
+        }
+        d.loaded = true;
+        let planned: BTreeSet<&String> = planned.iter().map(|t| &t.uri).collect();
+        let started = Instant::now();
+        let mut n = 0usize;
+        for (uri, entry) in &self.manifest.shards {
+            if planned.contains(uri) {
+                continue;
+            }
+            for record in shard_signatures(&ctx.output, &ctx.rt, &entry.files)? {
+                insert(record);
+                n += 1;
+            }
+            d.in_dataflow.insert(uri.clone());
+        }
+        tracing::info!(records = n, secs = started.elapsed().as_secs_f64(), "dedup state loaded");
+        Ok(())
+    }
+
+    /// Records to withdraw from dedup before `batch` is read: those of shards gone from the
+    /// input and the stored ones of shards in the batch whose records are in the dataflow.
+    fn retractions(&mut self, ctx: &WorkerCtx, batch: &[ShardTask]) -> Result<Vec<SigRecord>> {
+        let Some(d) = self.dedup.as_mut() else { return Ok(Vec::new()) };
+        let mut out = std::mem::take(&mut d.gone);
+        for task in batch {
+            if d.in_dataflow.contains(&task.uri) {
+                if let Some(entry) = self.manifest.shards.get(&task.uri) {
+                    out.extend(shard_signatures(&ctx.output, &ctx.rt, &entry.files)?);
+                }
+            }
+            d.in_dataflow.insert(task.uri.clone());
+        }
+        Ok(out)
     }
 
     /// Lists the input and returns the shards to read: new ones and ones whose content changed.
@@ -443,24 +609,31 @@ impl Leader {
                 todo.push(task.clone());
                 continue;
             };
-            if entry.size == task.size && entry.version == task.version {
-                self.summary.shards_unchanged += 1;
-                continue;
-            }
-            if let Some(root) = &ctx.input.local_root {
-                let rel = task.uri.strip_prefix(&ctx.input.display_root).unwrap_or(&task.uri);
-                let path = root.join(rel.trim_start_matches('/'));
-                if let Ok((hash, size)) = hash_file(&path) {
-                    if hash == entry.content_hash && size == entry.size {
-                        entry.version = task.version.clone();
-                        restamped = true;
-                        self.summary.shards_unchanged += 1;
-                        continue;
+            let mut unchanged = entry.size == task.size && entry.version == task.version;
+            if !unchanged {
+                if let Some(root) = &ctx.input.local_root {
+                    let rel = task.uri.strip_prefix(&ctx.input.display_root).unwrap_or(&task.uri);
+                    let path = root.join(rel.trim_start_matches('/'));
+                    if let Ok((hash, size)) = hash_file(&path) {
+                        if hash == entry.content_hash && size == entry.size {
+                            entry.version = task.version.clone();
+                            restamped = true;
+                            unchanged = true;
+                        }
                     }
                 }
             }
-            self.summary.shards_changed += 1;
-            todo.push(task.clone());
+            if !unchanged {
+                self.summary.shards_changed += 1;
+                todo.push(task.clone());
+                continue;
+            }
+            self.summary.shards_unchanged += 1;
+            let stale = self.dedup.as_ref().is_some_and(|d| d.stale);
+            if stale || self.manifest.reread.contains(&task.uri) {
+                self.summary.shards_reread += 1;
+                todo.push(ShardTask { born: Some(entry.born()), ..task.clone() });
+            }
         }
         let mut pending = Pending::default();
         if ctx.opts.config.run.prune {
@@ -468,6 +641,13 @@ impl Leader {
             let gone: Vec<String> =
                 self.manifest.shards.keys().filter(|u| !listed.contains(u)).cloned().collect();
             for uri in gone {
+                if let Some(d) = self.dedup.as_mut().filter(|d| d.in_dataflow.contains(&uri)) {
+                    if let Some(entry) = self.manifest.shards.get(&uri) {
+                        d.gone.extend(shard_signatures(&ctx.output, &ctx.rt, &entry.files)?);
+                    }
+                    d.in_dataflow.remove(&uri);
+                }
+                self.manifest.reread.remove(&uri);
                 if let Some(entry) = self.manifest.shards.remove(&uri) {
                     pending.deletes.extend(entry.files.into_iter().map(|f| f.path));
                     self.summary.shards_pruned += 1;
@@ -507,15 +687,25 @@ impl Leader {
     }
 
     /// Records an epoch's shards and files in the manifest and makes the files visible.
-    fn commit(&mut self, ctx: &WorkerCtx, epoch: Epoch, events: Vec<LeaderEvent>) -> Result<()> {
+    /// Returns the committed shards dedup wants read again (a document changed side).
+    fn commit(
+        &mut self,
+        ctx: &WorkerCtx,
+        epoch: Epoch,
+        events: Vec<LeaderEvent>,
+        batch: &[ShardTask],
+        still_planned: &BTreeSet<&String>,
+    ) -> Result<Vec<ShardTask>> {
         self.absorb_stats(&events);
         let mut files: BTreeMap<String, Vec<FileWritten>> = BTreeMap::new();
         let mut reports = Vec::new();
+        let mut cluster_changes = Vec::new();
         for e in events {
             match e {
                 LeaderEvent::Report(r) => reports.push(r),
                 LeaderEvent::Sink(SinkEvent::File(f)) => files.entry(f.shard.clone()).or_default().push(f),
                 LeaderEvent::Sink(SinkEvent::Stats(_)) => {}
+                LeaderEvent::Cluster(k, m, d) => cluster_changes.push((k, m, d)),
             }
         }
         reports.sort();
@@ -561,6 +751,7 @@ impl Leader {
                     .iter()
                     .map(|f| FileEntry { path: f.path.clone(), rows: f.rows, bytes: f.bytes })
                     .collect(),
+                born: report.task.born,
             };
             if let Some(old) = self.manifest.shards.insert(uri, shard) {
                 entry.shards_replaced += 1;
@@ -572,12 +763,72 @@ impl Leader {
             tracing::error!(%shard, parts = orphans.len(), "parts without a shard report; discarded");
             pending.deletes.extend(orphans.into_iter().map(|f| f.tmp));
         }
+        let rereads = self.settle_dedup(ctx, epoch, cluster_changes, batch, still_planned, &mut pending)?;
         self.manifest.epochs.push(entry);
         self.manifest.next_epoch = epoch + 1;
         self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
         self.summary.epochs.push(epoch);
-        tracing::info!(epoch, "epoch committed");
-        Ok(())
+        tracing::info!(epoch, rereads = rereads.len(), "epoch committed");
+        Ok(rereads)
+    }
+
+    /// Applies an epoch's cluster changes: finds committed documents that changed side
+    /// (their shards are read again, recorded in the manifest so a crash does not lose them)
+    /// and replaces the cluster snapshot.
+    fn settle_dedup(
+        &mut self,
+        ctx: &WorkerCtx,
+        epoch: Epoch,
+        changes: Vec<(DocKey, Membership, isize)>,
+        batch: &[ShardTask],
+        still_planned: &BTreeSet<&String>,
+        pending: &mut Pending,
+    ) -> Result<Vec<ShardTask>> {
+        for task in batch {
+            self.manifest.reread.remove(&task.uri);
+        }
+        let Some(d) = self.dedup.as_mut() else {
+            if !batch.is_empty() {
+                // Shards committed without dedup have no signatures: a later run with dedup
+                // hashes everything again.
+                self.manifest.dedup = None;
+            }
+            return Ok(Vec::new());
+        };
+        let touched = d.live.apply(changes);
+        let keys: BTreeSet<DocKey> = if std::mem::take(&mut d.full_compare) {
+            d.live.members.keys().chain(d.committed.members.keys()).cloned().collect()
+        } else {
+            touched
+        };
+        let in_batch: BTreeSet<&String> = batch.iter().map(|t| &t.uri).collect();
+        let mut rereads = Vec::new();
+        for uri in d.live.changed_shards(&d.committed, &keys) {
+            if in_batch.contains(&uri) || still_planned.contains(&uri) {
+                continue;
+            }
+            let Some(entry) = self.manifest.shards.get(&uri) else { continue };
+            if self.manifest.reread.insert(uri.clone()) {
+                self.summary.shards_reread += 1;
+                rereads.push(ShardTask {
+                    uri,
+                    format: entry.format,
+                    compression: entry.compression,
+                    size: entry.size,
+                    version: entry.version.clone(),
+                    born: Some(entry.born()),
+                });
+            }
+        }
+        let (tmp, snapshot) = d.live.write(&ctx.output, &ctx.rt, epoch)?;
+        pending.renames.push((tmp, snapshot.path.clone()));
+        if let Some(old) = self.manifest.dup_clusters.replace(snapshot) {
+            pending.deletes.push(old.path);
+        }
+        d.committed = d.live.clone();
+        d.recluster = false;
+        self.manifest.dedup = Some(d.want.clone());
+        Ok(rereads)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The dataset sink: documents as Parquet under `lang=xx/`, rejects under `rejects/`.
+//! The dataset sink: documents as Parquet under `lang=xx/`, rejects under `rejects/`, dedup's
+//! signature records under `signatures/` (one part per shard, reloaded by later runs).
 //!
 //! Documents and rejects are exchanged by shard, so one worker writes all parts of a shard.
 //! Per epoch the operator holds one open Parquet writer per (shard, language) plus a buffer of
@@ -6,11 +7,12 @@
 //! When the frontier passes an epoch its parts are closed, moved to `_xinstruct/tmp/` in the
 //! output (uploaded for remote outputs) and announced to the leader, who commits them.
 
-use crate::manifest::{LANG_PREFIX, TMP_DIR};
+use crate::manifest::{LANG_PREFIX, SIGNATURES_DIR, TMP_DIR};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use arrow::array::{
-    ArrayRef, BooleanBuilder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder, UInt8Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, RecordBatch, StringBuilder,
+    UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -28,6 +30,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use tokio::runtime::Runtime;
+use xinstruct_operators::dedup::SigRecord;
 use xinstruct_operators::stats::{OpStats, StatsRegistry};
 use xinstruct_operators::{Doc, Epoch, Reject};
 use xxhash_rust::xxh3::xxh3_64;
@@ -138,6 +141,50 @@ pub fn rejects_schema() -> SchemaRef {
     ]))
 }
 
+/// Dedup's per-document record (docs/dedup.md): `exact` is the xxh3-128 of the text, `sig`
+/// the MinHash signature as little-endian u32 values (empty: exact dedup only).
+pub fn signatures_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("key_epoch", DataType::UInt64, false),
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("lang", DataType::Utf8, false),
+        Field::new("exact", DataType::FixedSizeBinary(16), false),
+        Field::new("sig", DataType::Binary, false),
+    ]))
+}
+
+fn signatures_batch(records: Vec<SigRecord>) -> Result<RecordBatch> {
+    let mut id = StringBuilder::new();
+    let mut key_epoch = UInt64Builder::new();
+    let mut shard = StringBuilder::new();
+    let mut offset = UInt64Builder::new();
+    let mut lang = StringBuilder::new();
+    let mut exact = FixedSizeBinaryBuilder::new(16);
+    let mut sig = BinaryBuilder::new();
+    for r in &records {
+        id.append_value(&r.key.id);
+        key_epoch.append_value(r.key.epoch);
+        shard.append_value(&r.shard);
+        offset.append_value(r.offset);
+        lang.append_value(&r.lang);
+        exact.append_value(r.exact.to_le_bytes())?;
+        let bytes: Vec<u8> = r.sig.iter().flat_map(|v| v.to_le_bytes()).collect();
+        sig.append_value(bytes);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(key_epoch.finish()),
+        Arc::new(shard.finish()),
+        Arc::new(offset.finish()),
+        Arc::new(lang.finish()),
+        Arc::new(exact.finish()),
+        Arc::new(sig.finish()),
+    ];
+    Ok(RecordBatch::try_new(signatures_schema(), columns)?)
+}
+
 /// Where a sink puts its parts.
 #[derive(Clone)]
 pub struct SinkTarget {
@@ -150,6 +197,23 @@ pub struct SinkTarget {
 enum Rows {
     Docs(Vec<Doc>),
     Rejects(Vec<Reject>),
+    Signatures(Vec<SigRecord>),
+}
+
+/// What the sink's second input carries besides documents.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SideRow {
+    Reject(Reject),
+    Signature(SigRecord),
+}
+
+impl SideRow {
+    fn shard(&self) -> &str {
+        match self {
+            SideRow::Reject(r) => &r.origin.shard,
+            SideRow::Signature(s) => &s.shard,
+        }
+    }
 }
 
 /// One Parquet part being written.
@@ -171,7 +235,7 @@ impl Part {
         epoch: Epoch,
         shard: &str,
         dest: &str,
-        docs: bool,
+        rows: &RowRef,
     ) -> Result<Part> {
         let name = format!("part-{epoch:06}-{:016x}.parquet", xxh3_64(shard.as_bytes()));
         let path = format!("{dest}/{name}");
@@ -189,9 +253,12 @@ impl Part {
             .set_max_row_group_row_count(Some(cfg.row_group_rows.get()))
             .set_created_by(format!("xinstruct {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let schema = if docs { docs_schema() } else { rejects_schema() };
+        let (schema, buffer) = match rows {
+            RowRef::Doc(_) => (docs_schema(), Rows::Docs(Vec::new())),
+            RowRef::Side(SideRow::Reject(_)) => (rejects_schema(), Rows::Rejects(Vec::new())),
+            RowRef::Side(SideRow::Signature(_)) => (signatures_schema(), Rows::Signatures(Vec::new())),
+        };
         let writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        let buffer = if docs { Rows::Docs(Vec::new()) } else { Rows::Rejects(Vec::new()) };
         Ok(Part { writer, local, tmp, path, shard: shard.to_string(), rows: 0, buffer, epoch })
     }
 
@@ -199,6 +266,7 @@ impl Part {
         match &self.buffer {
             Rows::Docs(v) => v.len(),
             Rows::Rejects(v) => v.len(),
+            Rows::Signatures(v) => v.len(),
         }
     }
 
@@ -207,6 +275,7 @@ impl Part {
         let batch = match &mut self.buffer {
             Rows::Docs(docs) if !docs.is_empty() => docs_batch(std::mem::take(docs), epoch)?,
             Rows::Rejects(rejects) if !rejects.is_empty() => rejects_batch(std::mem::take(rejects), epoch)?,
+            Rows::Signatures(records) if !records.is_empty() => signatures_batch(std::mem::take(records))?,
             _ => return Ok(()),
         };
         self.rows += batch.num_rows() as u64;
@@ -331,7 +400,7 @@ fn rejects_batch(rejects: Vec<Reject>, epoch: Epoch) -> Result<RecordBatch> {
 pub trait WriteDataset<'s> {
     fn write_dataset(
         self,
-        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        side: differential_dataflow::VecCollection<'s, Epoch, SideRow>,
         cfg: &SinkConfig,
         target: SinkTarget,
         stats: &StatsRegistry,
@@ -340,7 +409,7 @@ pub trait WriteDataset<'s> {
     fn write_dataset_named(
         self,
         name: &str,
-        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        side: differential_dataflow::VecCollection<'s, Epoch, SideRow>,
         cfg: &SinkConfig,
         target: SinkTarget,
         stats: &StatsRegistry,
@@ -356,18 +425,18 @@ struct EpochParts {
 impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Doc> {
     fn write_dataset(
         self,
-        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        side: differential_dataflow::VecCollection<'s, Epoch, SideRow>,
         cfg: &SinkConfig,
         target: SinkTarget,
         stats: &StatsRegistry,
     ) -> Stream<'s, Epoch, Vec<SinkEvent>> {
-        self.write_dataset_named("write", rejects, cfg, target, stats)
+        self.write_dataset_named("write", side, cfg, target, stats)
     }
 
     fn write_dataset_named(
         self,
         name: &str,
-        rejects: differential_dataflow::VecCollection<'s, Epoch, Reject>,
+        side: differential_dataflow::VecCollection<'s, Epoch, SideRow>,
         cfg: &SinkConfig,
         target: SinkTarget,
         stats: &StatsRegistry,
@@ -377,12 +446,12 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
         let op = name.to_string();
         let by_doc_shard =
             Exchange::new(|(d, _, _): &(Doc, Epoch, isize)| xxh3_64(d.source.shard.as_bytes()));
-        let by_reject_shard =
-            Exchange::new(|(r, _, _): &(Reject, Epoch, isize)| xxh3_64(r.origin.shard.as_bytes()));
+        let by_side_shard =
+            Exchange::new(|(r, _, _): &(SideRow, Epoch, isize)| xxh3_64(r.shard().as_bytes()));
         self.inner.binary_frontier::<_, CapacityContainerBuilder<Vec<SinkEvent>>, _, _, _, _>(
-            rejects.inner,
+            side.inner,
             by_doc_shard,
-            by_reject_shard,
+            by_side_shard,
             name,
             move |init_cap, _info| {
                 let mut epochs: BTreeMap<Epoch, EpochParts> = BTreeMap::new();
@@ -404,7 +473,7 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                             .or_insert_with(|| EpochParts { cap: cap.delayed(&time, 0), parts: BTreeMap::new() });
                         let key = (shard.to_string(), dest);
                         if !slot.parts.contains_key(&key) {
-                            match Part::create(&target, &cfg, time, shard, &key.1, matches!(row, RowRef::Doc(_))) {
+                            match Part::create(&target, &cfg, time, shard, &key.1, &row) {
                                 Ok(p) => {
                                     slot.parts.insert(key.clone(), p);
                                 }
@@ -417,7 +486,8 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                         let Some(part) = slot.parts.get_mut(&key) else { return };
                         match (row, &mut part.buffer) {
                             (RowRef::Doc(d), Rows::Docs(v)) => v.push(d),
-                            (RowRef::Reject(r), Rows::Rejects(v)) => v.push(r),
+                            (RowRef::Side(SideRow::Reject(r)), Rows::Rejects(v)) => v.push(r),
+                            (RowRef::Side(SideRow::Signature(r)), Rows::Signatures(v)) => v.push(r),
                             _ => unreachable!("a part holds one kind of row"),
                         }
                         if part.buffered() >= cfg.batch_rows.get() {
@@ -440,10 +510,14 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                         }
                     });
                     rejects_in.for_each(|cap, data| {
-                        for (reject, time, diff) in data.drain(..) {
-                            let shard = reject.origin.shard.clone();
+                        for (row, time, diff) in data.drain(..) {
+                            let shard = row.shard().to_string();
+                            let dest = match &row {
+                                SideRow::Reject(_) => "rejects",
+                                SideRow::Signature(_) => SIGNATURES_DIR,
+                            };
                             if diff > 0 {
-                                add(&mut epochs, &cap, time, &shard, "rejects".into(), RowRef::Reject(reject), &mut failure);
+                                add(&mut epochs, &cap, time, &shard, dest.into(), RowRef::Side(row), &mut failure);
                             }
                         }
                     });
@@ -505,5 +579,5 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
 
 enum RowRef {
     Doc(Doc),
-    Reject(Reject),
+    Side(SideRow),
 }

@@ -7,13 +7,13 @@
 
 pub mod udfs;
 
-use crate::manifest::{Manifest, LANG_PREFIX};
+use crate::manifest::{Manifest, DUP_CLUSTERS_DIR, LANG_PREFIX};
 use crate::pipeline::RunSummary;
 use crate::sink::{docs_schema, rejects_schema};
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
@@ -36,22 +36,6 @@ pub const CANNED: &[(&str, &str)] = &[
 /// The one-line question a canned query answers (its first `--` comment).
 pub fn describe(sql: &str) -> &str {
     sql.lines().find_map(|l| l.trim().strip_prefix("--")).map(str::trim).unwrap_or("")
-}
-
-/// Columns that a later stage (dedup) adds to the dataset.
-/// They are part of `pairs` from the start, NULL until a stage writes them, so queries and
-/// reports work on a dataset at any stage.
-fn later_columns() -> Vec<Field> {
-    vec![
-        Field::new("dup_cluster_id", DataType::Utf8, true),
-        Field::new("dup_cluster_size", DataType::UInt64, true),
-    ]
-}
-
-pub fn pairs_file_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = docs_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.extend(later_columns());
-    Arc::new(Schema::new(fields))
 }
 
 pub struct SqlSession {
@@ -80,8 +64,15 @@ impl SqlSession {
             .with_table_partition_cols(vec![("lang".to_string(), DataType::Utf8)]);
         let table = ListingTableConfig::new(ListingTableUrl::parse(&root)?)
             .with_listing_options(pairs)
-            .with_schema(pairs_file_schema());
-        ctx.register_table("pairs", Arc::new(ListingTable::try_new(table)?))?;
+            .with_schema(docs_schema());
+        ctx.register_table("pair_files", Arc::new(ListingTable::try_new(table)?))?;
+        // Dedup's clusters of two or more documents (the representatives and the rejected
+        // duplicates); `pairs` takes each kept document's cluster from it.
+        let clusters = ListingOptions::new(parquet()).with_file_extension(".parquet");
+        let table = ListingTableConfig::new(ListingTableUrl::parse(format!("{root}{DUP_CLUSTERS_DIR}/"))?)
+            .with_listing_options(clusters)
+            .with_schema(crate::dedup::dup_clusters_schema());
+        ctx.register_table("dup_clusters", Arc::new(ListingTable::try_new(table)?))?;
         let rejects = ListingOptions::new(parquet()).with_file_extension(".parquet");
         let table = ListingTableConfig::new(ListingTableUrl::parse(format!("{root}rejects/"))?)
             .with_listing_options(rejects)
@@ -93,7 +84,20 @@ impl SqlSession {
             .with_listing_options(diversity)
             .with_schema(crate::diversify::selection_schema());
         ctx.register_table("diversity", Arc::new(ListingTable::try_new(table)?))?;
-        register_state_tables(&ctx, &store).await?;
+        let manifest = register_state_tables(&ctx, &store).await?;
+        // Datasets built with dedup: a document outside every cluster of two is its own
+        // cluster of one. Without dedup the columns are NULL.
+        let view = if manifest.dedup.is_some() {
+            "SELECT p.*, COALESCE(c.dup_cluster_id, p.id) AS dup_cluster_id, \
+             COALESCE(c.dup_cluster_size, 1) AS dup_cluster_size \
+             FROM pair_files p LEFT JOIN dup_clusters c ON p.id = c.id AND c.representative"
+        } else {
+            "SELECT p.*, CAST(NULL AS VARCHAR) AS dup_cluster_id, \
+             CAST(NULL AS BIGINT UNSIGNED) AS dup_cluster_size FROM pair_files p"
+        };
+        let pairs = ctx.sql(view).await?.into_view();
+        ctx.deregister_table("pair_files")?;
+        ctx.register_table("pairs", pairs)?;
         udfs::register(&ctx);
         Ok(SqlSession { ctx, allow_write })
     }
@@ -149,7 +153,7 @@ async fn validate_partitions(store: &Store) -> Result<()> {
 }
 
 /// `stats`, `shards` and `epochs`: small tables built from the run stats and the manifest.
-async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<()> {
+async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<Manifest> {
     use object_store::ObjectStoreExt;
     let manifest_path = store.path(crate::manifest::MANIFEST);
     let manifest: Manifest = match store.store.get(&manifest_path).await {
@@ -241,7 +245,7 @@ async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<()
             ("read_rejects", Arc::new(UInt64Array::from_iter_values(epochs.iter().map(|e| e.read_rejects)))),
         ],
     )?;
-    Ok(())
+    Ok(manifest)
 }
 
 fn mem_table(ctx: &SessionContext, name: &str, columns: Vec<(&str, ArrayRef)>) -> Result<()> {
