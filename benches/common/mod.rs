@@ -26,7 +26,7 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bench-venv/bin/python"))
 }
 
-fn sample_paragraphs() -> Vec<String> {
+pub fn sample_paragraphs() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
     let cfg = SourceConfig::default();
     let mut names: Vec<PathBuf> =

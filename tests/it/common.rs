@@ -24,6 +24,10 @@ pub fn sample_dir() -> PathBuf {
 /// `--skip` for every operator between read and write: the foundation's tests check reading,
 /// state and commits on synthetic text that language ID would (rightly) reject.
 pub const RAW: [&str; 2] =
+    ["--skip", "normalize,lang_id,quality,dedup,reverse_instruction,cross_check,evaluate,refine"];
+
+/// `--skip` for everything but dedup.
+pub const DEDUP_ONLY: [&str; 2] =
     ["--skip", "normalize,lang_id,quality,reverse_instruction,cross_check,evaluate,refine"];
 
 /// `--skip` for the X-Instruction stages: the filtered corpus alone, without a model.
@@ -248,7 +252,10 @@ pub fn pairs(dataset: &Path) -> Vec<PairRow> {
     let mut files = Vec::new();
     parquet_files(dataset, &mut files);
     let mut out = Vec::new();
-    for f in files.iter().filter(|f| !f.to_string_lossy().contains("rejects")) {
+    let docs = files.iter().filter(|f| {
+        f.strip_prefix(dataset).is_ok_and(|rel| rel.to_string_lossy().starts_with("lang="))
+    });
+    for f in docs {
         let lang = f
             .parent()
             .and_then(|p| p.file_name())

@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod common;
 mod crash;
+mod dedup;
 mod diversity;
 mod filters;
 mod generate;
