@@ -11,7 +11,7 @@ const SHARDS: usize = 5;
 const PER_SHARD: usize = 30;
 
 /// Five JSONL shards with explicit ids; about a fifth of the documents are exact copies and a
-/// fifth edited copies (two words changed, boilerplate appended) of earlier documents, in the
+/// fifth edited copies (a word changed, boilerplate appended) of earlier documents, in the
 /// same or an earlier shard. Returns, per copy, (copy id, source id, exact).
 fn write_corpus(dir: &Path) -> Vec<(String, String, bool)> {
     std::fs::create_dir_all(dir).unwrap();
@@ -36,10 +36,8 @@ fn write_corpus(dir: &Path) -> Vec<(String, String, bool)> {
             } else if !docs.is_empty() && roll < 4 {
                 let (src, text) = docs[next(docs.len() as u64) as usize].clone();
                 let mut words: Vec<String> = text.split(' ').map(String::from).collect();
-                for _ in 0..2 {
-                    let at = next(words.len() as u64) as usize;
-                    words[at] = "mabadiliko".into();
-                }
+                let at = next(words.len() as u64) as usize;
+                words[at] = "mabadiliko".into();
                 planted.push((id.clone(), src, false));
                 format!("{} share this page", words.join(" "))
             } else {
@@ -144,18 +142,18 @@ fn takedown_promotes_the_next_document_like_a_fresh_run_without_it() {
     let out = tmp.path().join("out");
     let (c, o) = (corpus.to_str().unwrap(), out.to_str().unwrap());
     run_xinst(c, o, &DEDUP_ONLY, 0);
-    // A representative of a cluster of two or more whose members sit in other shards.
-    let reps = sql(&out, "SELECT id, shard FROM dup_clusters WHERE representative ORDER BY id");
-    let members = sql(&out, "SELECT id, shard, dup_cluster_id FROM dup_clusters WHERE NOT representative");
-    let (victim, victim_shard) = reps
-        .lines()
-        .skip(1)
-        .map(|l| l.split_once(',').unwrap())
-        .find(|(id, shard)| {
-            members.lines().any(|m| m.ends_with(&format!(",{id}")) && !m.contains(&format!(",{shard},")))
-        })
-        .expect("a cluster spanning shards");
-    let (victim, victim_shard) = (victim.to_string(), victim_shard.to_string());
+    // A representative whose successor (the cluster's next-lowest key) sits in another shard.
+    let table = sql(&out, "SELECT dup_cluster_id, key_epoch, id, shard FROM dup_clusters ORDER BY 1, 2, 3");
+    let mut clusters: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        clusters.entry(f[0].to_string()).or_default().push((f[2].to_string(), f[3].to_string()));
+    }
+    let (victim, victim_shard, successor) = clusters
+        .values()
+        .find(|m| m[0].1 != m[1].1)
+        .map(|m| (m[0].0.clone(), m[0].1.clone(), m[1].0.clone()))
+        .expect("a cluster whose successor is in another shard");
     let ids = tmp.path().join("takedown.txt");
     std::fs::write(&ids, format!("# legal request 17\n{victim}\nnot-an-id\n")).unwrap();
     let done = xinst().args(["retract", "--data", o, "--ids"]).arg(&ids).output().unwrap();
@@ -163,11 +161,12 @@ fn takedown_promotes_the_next_document_like_a_fresh_run_without_it() {
     assert!(String::from_utf8_lossy(&done.stderr).contains("2 ids added"), "{}", String::from_utf8_lossy(&done.stderr));
 
     let (_, stats) = run_xinst(c, o, &DEDUP_ONLY, 0);
-    // The victim's shard and the promoted member's shard are read again; nothing else.
-    assert!(stats["shards_reread"].as_u64().unwrap() >= 2, "{stats}");
-    assert!(stats["shards_processed"].as_u64().unwrap() <= 3, "{stats}");
+    // The victim's shard and the promoted successor's shard are read again; nothing else.
+    assert_eq!(stats["shards_reread"], 2, "{stats}");
+    assert_eq!(stats["shards_processed"], 2, "{stats}");
     let (kept, rejected) = dedup_view(&out);
     assert!(!kept.contains(&victim), "{victim} is gone from the dataset");
+    assert!(kept.lines().any(|l| l.starts_with(&format!("{successor},{successor},"))), "{successor} promoted");
     assert!(rejected.contains(&format!("{victim},taken_down,")));
     let rejects_of_victim = rejected.lines().filter(|l| l.starts_with(&format!("{victim},"))).count();
     assert_eq!(rejects_of_victim, 1, "one reject per document, not one per run");

@@ -6,8 +6,7 @@
 //! from the dataset's `signatures/` parts) feed [`clusters`], a differential computation
 //! whose output is every document's [`Membership`]. A document of epoch `t` is kept when it is
 //! its cluster's representative once epoch `t` is complete, and rejected as
-//! `exact_duplicate` or `near_duplicate` (detail: the representative's id and the cluster
-//! size) otherwise. Ids on the takedown list are rejected as `taken_down` and never enter the
+//! `exact_duplicate` or `near_duplicate` (detail: the representative's id and epoch) otherwise. Ids on the takedown list are rejected as `taken_down` and never enter the
 //! clusters. Later changes to old documents' clusters (a new member, a representative
 //! retracted) come out in `clusters` for the driver, which re-reads shards whose documents
 //! changed side.
@@ -317,10 +316,9 @@ fn decide(
     match membership {
         Some(m) if !m.representative(key) => {
             let reason = if m.exact_copy { "exact_duplicate" } else { "near_duplicate" };
-            let detail = format!(
-                "duplicate of {} (epoch {}); cluster of {}",
-                m.cluster.id, m.cluster.epoch, m.size
-            );
+            // The cluster's size is left out: it grows after the decision (the dup_clusters
+            // table has the current one).
+            let detail = format!("duplicate of {} (epoch {})", m.cluster.id, m.cluster.epoch);
             Err(Reject::new(doc.source.clone(), op, reason, detail, Some(doc.id)))
         }
         Some(_) => Ok(doc),
