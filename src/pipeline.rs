@@ -558,11 +558,14 @@ impl Leader {
         mut insert: impl FnMut(SigRecord),
     ) -> Result<()> {
         let Some(d) = self.dedup.as_mut() else { return Ok(()) };
-        if d.loaded || d.stale {
-            d.loaded = true;
+        if d.loaded {
             return Ok(());
         }
         d.loaded = true;
+        if std::mem::take(&mut d.stale) {
+            // Every committed shard is in this first plan, hashed again.
+            return Ok(());
+        }
         let planned: BTreeSet<&String> = planned.iter().map(|t| &t.uri).collect();
         let started = Instant::now();
         let mut n = 0usize;

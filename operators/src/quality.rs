@@ -151,7 +151,7 @@ static DICTIONARY_SEGMENTER: std::sync::LazyLock<icu_segmenter::WordSegmenterBor
     std::sync::LazyLock::new(|| WordSegmenter::new_dictionary(WordBreakInvariantOptions::default()));
 
 /// True for characters of scripts written without spaces between words.
-fn needs_dictionary(c: char) -> bool {
+pub(crate) fn needs_dictionary(c: char) -> bool {
     matches!(c as u32, 0x0E00..=0x0EFF | 0x1780..=0x17FF | 0x1000..=0x109F)
 }
 

@@ -1,8 +1,9 @@
 //! MinHash signatures and LSH banding for near-duplicate detection (the building block of the
 //! `dedup` operator).
 //!
-//! * Shingles: word n-grams (default 5) of the lowercased text, words by UAX #29 (dictionary
-//!   segmentation for Thai, Lao, Khmer, Burmese — see `quality::words`); documents too short for
+//! * Shingles: word n-grams (default 5) of the lowercased text; words are whitespace-separated
+//!   tokens with punctuation trimmed from their ends (dictionary segmentation for Thai, Lao,
+//!   Khmer, Burmese — see `quality::words`); documents too short for
 //!   one n-gram use their whole word sequence. Scripts written without spaces and with no
 //!   dictionary (CJK) use character n-grams instead (`char_ngram`, default 5). Each word (or
 //!   character) is hashed with xxh3-64 and an n-gram's hash is the xxh3-64 of its units'
@@ -61,6 +62,43 @@ pub struct MinHasher {
     b: Vec<u64>,
 }
 
+/// Punctuation trimmed from the ends of a whitespace-separated token (combining marks, which
+/// end many Indic words, are not punctuation and stay).
+fn edge_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || matches!(
+            c,
+            '\u{2018}'..='\u{201F}' // ‘ ’ ‚ ‛ “ ” „ ‟
+                | '\u{2013}' | '\u{2014}' | '\u{2026}' // – — …
+                | '«' | '»' | '¿' | '¡' | '·'
+                | '\u{0964}' | '\u{0965}' // Devanagari danda, double danda
+                | '\u{060C}' | '\u{061B}' | '\u{061F}' | '\u{06D4}' // Arabic-script , ; ? .
+                | '\u{3001}' | '\u{3002}' // 、 。
+        )
+}
+
+/// The xxh3 hashes of a text's words: whitespace-separated tokens with punctuation trimmed
+/// from their ends, lowercased (ASCII without a copy of the text).
+fn word_hashes(text: &str) -> Vec<u64> {
+    let mut out = Vec::with_capacity(text.len() / 5);
+    let mut buf = String::new();
+    for token in text.split_whitespace() {
+        let word = token.trim_matches(edge_punctuation);
+        if word.is_empty() {
+            continue;
+        }
+        buf.clear();
+        if word.is_ascii() {
+            buf.push_str(word);
+            buf.make_ascii_lowercase();
+        } else {
+            buf.extend(word.chars().flat_map(char::to_lowercase));
+        }
+        out.push(xxh3_64(buf.as_bytes()));
+    }
+    out
+}
+
 /// Characters of scripts written without spaces that `quality::words` has no dictionary for.
 fn unspaced(c: char) -> bool {
     matches!(c as u32,
@@ -84,22 +122,36 @@ impl MinHasher {
     /// xxh3 of its words' xxh3 hashes, so each word is hashed once and no n-gram string is
     /// built.
     pub fn shingles(&self, text: &str) -> Vec<u64> {
-        let lower = text.to_lowercase();
-        let (mut total, mut dense) = (0usize, 0usize);
-        for c in lower.chars().filter(|c| !c.is_whitespace()) {
-            total += 1;
-            dense += unspaced(c) as usize;
+        let (mut total, mut dense, mut dictionary) = (0usize, 0usize, false);
+        for c in text.chars() {
+            if c.is_ascii() {
+                total += !c.is_ascii_whitespace() as usize;
+                continue;
+            }
+            if !c.is_whitespace() {
+                total += 1;
+                dense += unspaced(c) as usize;
+                dictionary |= crate::quality::needs_dictionary(c);
+            }
         }
-        let units: Vec<u64> = if total > 0 && dense * 2 > total {
+        let char_grams = total > 0 && dense * 2 > total;
+        let units: Vec<u64> = if char_grams {
             let mut buf = [0u8; 4];
-            lower.chars().filter(|c| !c.is_whitespace()).map(|c| xxh3_64(c.encode_utf8(&mut buf).as_bytes())).collect()
-        } else {
+            text.chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .map(|c| xxh3_64(c.encode_utf8(&mut buf).as_bytes()))
+                .collect()
+        } else if dictionary {
+            let lower = text.to_lowercase();
             crate::quality::words(&lower).into_iter().map(|w| xxh3_64(w.as_bytes())).collect()
+        } else {
+            word_hashes(text)
         };
         if units.is_empty() {
             return Vec::new();
         }
-        let n = if total > 0 && dense * 2 > total { self.cfg.char_ngram } else { self.cfg.ngram };
+        let n = if char_grams { self.cfg.char_ngram } else { self.cfg.ngram };
         let n = n.max(1).min(units.len());
         let mut bytes = Vec::with_capacity(8 * n);
         let mut out: Vec<u64> = units
@@ -324,6 +376,17 @@ mod tests {
             let s = jaccard(&shingles[p.0], &shingles[p.1]);
             assert!(s >= 0.6, "{p:?} has Jaccard {s}");
         }
+    }
+
+    #[test]
+    fn words_ignore_case_and_edge_punctuation_but_keep_combining_marks() {
+        assert_eq!(word_hashes("Hello, World!  (again)"), word_hashes("hello world again"));
+        assert_ne!(word_hashes("re-enter"), word_hashes("re enter"));
+        // Devanagari: the danda is trimmed, the vowel sign ending the word is not.
+        assert_eq!(word_hashes("नमस्ते।"), word_hashes("नमस्ते"));
+        assert_ne!(word_hashes("नमस्ते"), word_hashes("नमस्त"));
+        assert_eq!(word_hashes("İSTANBUL"), word_hashes("i̇stanbul"));
+        assert!(word_hashes(" -- … ").is_empty());
     }
 
     #[test]

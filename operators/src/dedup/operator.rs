@@ -32,7 +32,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, OkErr};
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// `[dedup]` in the config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,16 +98,17 @@ impl DedupConfig {
     }
 }
 
-/// The hash exact dedup compares: the text with whitespace runs collapsed.
+/// The hash exact dedup compares: the text with whitespace runs collapsed (hashed as it is
+/// read, without a normalized copy).
 pub fn exact_hash(text: &str) -> u128 {
-    let mut canon = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !canon.is_empty() {
-            canon.push(' ');
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            hasher.update(b" ");
         }
-        canon.push_str(word);
+        hasher.update(word.as_bytes());
     }
-    xxh3_128(canon.as_bytes())
+    hasher.digest128()
 }
 
 /// A document's dedup record.
@@ -195,19 +196,20 @@ impl<'s> Dedup<'s> for VecCollection<'s, Epoch, Doc> {
         let op = name.to_string();
         let hashing_stats = stats.clone();
         let hashing_takedown = takedown.clone();
-        let keyed = self
+        // One pass: each document comes out keyed, and (unless taken down) its record beside
+        // it, so the text is not copied for a second consumer.
+        let (docs, records) = self
             .inner
-            .map(move |(doc, time, diff)| {
+            .flat_map(move |(doc, time, diff)| {
                 let started = Instant::now();
                 let key = DocKey { epoch: doc.born.unwrap_or(time), id: doc.id.clone() };
                 let record = (!hashing_takedown.contains(&doc.id))
-                    .then(|| sig_record(&hasher, near, key.clone(), &doc));
+                    .then(|| Err((sig_record(&hasher, near, key.clone(), &doc), time, diff)));
                 hashing_stats.with(&op, |s| s.add_time(started.elapsed()));
-                ((key, doc, record), time, diff)
+                std::iter::once(Ok(((key, doc), time, diff))).chain(record)
             })
-            .as_collection();
-        let records = keyed.clone().flat_map(|(_, _, record)| record);
-        let docs = keyed.map(|(key, doc, _)| (key, doc));
+            .ok_err::<Vec<_>, _, Vec<_>, _, _>(|item| item);
+        let (docs, records) = (docs.as_collection(), records.as_collection());
         let memberships = clusters(prior.concat(records.clone()), &cfg.params());
         let cluster_changes = memberships.clone().filter(|(_, m)| m.size > 1);
 
