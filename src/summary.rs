@@ -8,12 +8,17 @@ pub fn render(s: &RunSummary) -> String {
     let _ = writeln!(out, "\nxinstruct run: {} -> {}", s.input, s.output);
     let _ = writeln!(
         out,
-        "shards: {} listed, {} unchanged, {} new, {} changed, {} processed{}",
+        "shards: {} listed, {} unchanged, {} new, {} changed, {} processed{}{}",
         s.shards_listed,
         s.shards_unchanged,
         s.shards_new,
         s.shards_changed,
         s.shards_processed,
+        if s.shards_reread > 0 {
+            format!(" ({} read again for dedup: takedowns, promotions, new settings)", s.shards_reread)
+        } else {
+            String::new()
+        },
         if s.shards_pruned > 0 { format!(", {} pruned", s.shards_pruned) } else { String::new() }
     );
     let _ = writeln!(

@@ -163,7 +163,7 @@ pub fn clusters<'s>(
 mod tests {
     use super::super::minhash::testing::corpus;
     use super::super::minhash::{jaccard, MinHashConfig, MinHasher};
-    use super::super::operator::exact_hash;
+    use super::super::minhash::exact_hash;
     use super::*;
     use differential_dataflow::input::Input;
     use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -23,7 +23,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,26 +77,57 @@ fn edge_punctuation(c: char) -> bool {
         )
 }
 
-/// The xxh3 hashes of a text's words: whitespace-separated tokens with punctuation trimmed
-/// from their ends, lowercased (ASCII without a copy of the text).
-fn word_hashes(text: &str) -> Vec<u64> {
+/// Lowercases `word` into `buf`. Scripts without case (Hebrew and Arabic through Myanmar:
+/// the Indic scripts, Thai, …) are copied without the case-mapping lookup.
+fn lowercase_into(word: &str, buf: &mut String) {
+    if word.is_ascii() {
+        buf.push_str(word);
+        let start = buf.len() - word.len();
+        buf[start..].make_ascii_lowercase();
+        return;
+    }
+    for c in word.chars() {
+        if ('\u{0590}'..'\u{10A0}').contains(&c) || c.is_ascii_lowercase() {
+            buf.push(c);
+        } else {
+            buf.extend(c.to_lowercase());
+        }
+    }
+}
+
+/// The xxh3 hashes of a text's words (whitespace-separated tokens with punctuation trimmed
+/// from their ends, lowercased), and the exact-dedup hash of the text (its tokens joined by
+/// single spaces), from one pass.
+fn word_hashes(text: &str) -> (Vec<u64>, u128) {
     let mut out = Vec::with_capacity(text.len() / 5);
+    let mut canon = String::with_capacity(text.len());
     let mut buf = String::new();
     for token in text.split_whitespace() {
+        if !canon.is_empty() {
+            canon.push(' ');
+        }
+        canon.push_str(token);
         let word = token.trim_matches(edge_punctuation);
         if word.is_empty() {
             continue;
         }
         buf.clear();
-        if word.is_ascii() {
-            buf.push_str(word);
-            buf.make_ascii_lowercase();
-        } else {
-            buf.extend(word.chars().flat_map(char::to_lowercase));
-        }
+        lowercase_into(word, &mut buf);
         out.push(xxh3_64(buf.as_bytes()));
     }
-    out
+    (out, xxh3_128(canon.as_bytes()))
+}
+
+/// The hash exact dedup compares: the text with whitespace runs collapsed to one space.
+pub fn exact_hash(text: &str) -> u128 {
+    let mut canon = String::with_capacity(text.len());
+    for token in text.split_whitespace() {
+        if !canon.is_empty() {
+            canon.push(' ');
+        }
+        canon.push_str(token);
+    }
+    xxh3_128(canon.as_bytes())
 }
 
 /// Characters of scripts written without spaces that `quality::words` has no dictionary for.
@@ -122,34 +153,45 @@ impl MinHasher {
     /// xxh3 of its words' xxh3 hashes, so each word is hashed once and no n-gram string is
     /// built.
     pub fn shingles(&self, text: &str) -> Vec<u64> {
+        self.shingles_and_exact(text).0
+    }
+
+    /// [`shingles`](Self::shingles) and [`exact_hash`] of a text, sharing its tokenization
+    /// where they can.
+    pub fn shingles_and_exact(&self, text: &str) -> (Vec<u64>, u128) {
+        // The writing system is judged on the first kilobyte: documents are mostly in one.
         let (mut total, mut dense, mut dictionary) = (0usize, 0usize, false);
-        for c in text.chars() {
+        for (at, c) in text.char_indices() {
+            if at >= 1024 {
+                break;
+            }
             if c.is_ascii() {
                 total += !c.is_ascii_whitespace() as usize;
-                continue;
-            }
-            if !c.is_whitespace() {
+            } else if !c.is_whitespace() {
                 total += 1;
                 dense += unspaced(c) as usize;
                 dictionary |= crate::quality::needs_dictionary(c);
             }
         }
         let char_grams = total > 0 && dense * 2 > total;
-        let units: Vec<u64> = if char_grams {
+        let (units, exact): (Vec<u64>, u128) = if char_grams {
             let mut buf = [0u8; 4];
-            text.chars()
+            let units = text
+                .chars()
                 .filter(|c| !c.is_whitespace())
                 .flat_map(char::to_lowercase)
                 .map(|c| xxh3_64(c.encode_utf8(&mut buf).as_bytes()))
-                .collect()
+                .collect();
+            (units, exact_hash(text))
         } else if dictionary {
             let lower = text.to_lowercase();
-            crate::quality::words(&lower).into_iter().map(|w| xxh3_64(w.as_bytes())).collect()
+            let units = crate::quality::words(&lower).into_iter().map(|w| xxh3_64(w.as_bytes())).collect();
+            (units, exact_hash(text))
         } else {
             word_hashes(text)
         };
         if units.is_empty() {
-            return Vec::new();
+            return (Vec::new(), exact);
         }
         let n = if char_grams { self.cfg.char_ngram } else { self.cfg.ngram };
         let n = n.max(1).min(units.len());
@@ -166,7 +208,7 @@ impl MinHasher {
             .collect();
         out.sort_unstable();
         out.dedup();
-        out
+        (out, exact)
     }
 
     /// The MinHash signature of a set of hashed shingles (all `u32::MAX` for an empty set).
@@ -380,13 +422,15 @@ mod tests {
 
     #[test]
     fn words_ignore_case_and_edge_punctuation_but_keep_combining_marks() {
-        assert_eq!(word_hashes("Hello, World!  (again)"), word_hashes("hello world again"));
-        assert_ne!(word_hashes("re-enter"), word_hashes("re enter"));
+        assert_eq!(word_hashes("Hello, World!  (again)").0, word_hashes("hello world again").0);
+        assert_ne!(word_hashes("re-enter").0, word_hashes("re enter").0);
         // Devanagari: the danda is trimmed, the vowel sign ending the word is not.
-        assert_eq!(word_hashes("नमस्ते।"), word_hashes("नमस्ते"));
-        assert_ne!(word_hashes("नमस्ते"), word_hashes("नमस्त"));
-        assert_eq!(word_hashes("İSTANBUL"), word_hashes("i̇stanbul"));
-        assert!(word_hashes(" -- … ").is_empty());
+        assert_eq!(word_hashes("नमस्ते।").0, word_hashes("नमस्ते").0);
+        assert_ne!(word_hashes("नमस्ते").0, word_hashes("नमस्त").0);
+        assert_eq!(word_hashes("İSTANBUL").0, word_hashes("i̇stanbul").0);
+        assert_eq!(word_hashes("a  b\n\nc").1, exact_hash("a b c"));
+        assert_eq!(word_hashes("a  b\n\nc").1, xxh3_128(b"a b c"));
+        assert!(word_hashes(" -- … ").0.is_empty());
     }
 
     #[test]

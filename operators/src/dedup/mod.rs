@@ -8,4 +8,5 @@ pub mod minhash;
 pub mod operator;
 
 pub use clusters::{clusters, ClusterParams, DocKey, Membership, SigRecord};
-pub use operator::{exact_hash, sig_record, Dedup, DedupConfig, DedupOutput};
+pub use minhash::exact_hash;
+pub use operator::{sig_record, Dedup, DedupConfig, DedupOutput};

@@ -17,7 +17,7 @@
 //! complete.
 
 use super::clusters::{clusters, ClusterParams, DocKey, Membership, SigRecord};
-use super::minhash::{MinHashConfig, MinHasher};
+use super::minhash::{exact_hash, MinHashConfig, MinHasher};
 use crate::doc::{Doc, Reject};
 use crate::stats::StatsRegistry;
 use crate::Epoch;
@@ -98,37 +98,21 @@ impl DedupConfig {
     }
 }
 
-/// The hash exact dedup compares: the text with whitespace runs collapsed (hashed as it is
-/// read, without a normalized copy).
-pub fn exact_hash(text: &str) -> u128 {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for (i, word) in text.split_whitespace().enumerate() {
-        if i > 0 {
-            hasher.update(b" ");
-        }
-        hasher.update(word.as_bytes());
-    }
-    hasher.digest128()
-}
-
 /// A document's dedup record.
 pub fn sig_record(hasher: &MinHasher, near: bool, key: DocKey, doc: &Doc) -> SigRecord {
-    let sig = if near {
-        let shingles = hasher.shingles(&doc.text);
-        if shingles.is_empty() {
-            Vec::new()
-        } else {
-            hasher.signature(&shingles)
-        }
+    let (sig, exact) = if near {
+        let (shingles, exact) = hasher.shingles_and_exact(&doc.text);
+        let sig = if shingles.is_empty() { Vec::new() } else { hasher.signature(&shingles) };
+        (sig, exact)
     } else {
-        Vec::new()
+        (Vec::new(), exact_hash(&doc.text))
     };
     SigRecord {
         key,
         shard: doc.source.shard.clone(),
         offset: doc.source.offset,
         lang: doc.lang.clone().unwrap_or_default(),
-        exact: exact_hash(&doc.text),
+        exact,
         sig,
     }
 }
