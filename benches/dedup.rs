@@ -96,6 +96,8 @@ fn doc(i: usize, text: &str) -> Doc {
 }
 
 struct Timing {
+    /// Live memory after the full build, over the live memory before the run.
+    state_mb: f64,
     full_secs: f64,
     add_secs: f64,
     dups: HashSet<String>,
@@ -108,9 +110,13 @@ fn run_ours(texts: &[String], base: usize, workers: usize) -> Timing {
         minhash: MinHashConfig { bands: 16, rows: 8, ..MinHashConfig::default() },
         ..DedupConfig::default()
     };
-    let rejected: Arc<Mutex<Vec<String>>> = Arc::default();
-    let times: Arc<Mutex<(f64, f64)>> = Arc::default();
+    // The final memberships (changes of documents in clusters of two or more): a document
+    // kept when it arrived can become a duplicate later, when a new document bridges its
+    // cluster to one with a lower representative (the pipeline then reads its shard again).
+    let rejected: Arc<Mutex<Vec<(String, bool, isize)>>> = Arc::default();
+    let times: Arc<Mutex<(f64, f64, f64)>> = Arc::default();
     let texts: Arc<Vec<String>> = Arc::new(texts.to_vec());
+    let before = live_mb();
     {
         let (rejected, times, texts) = (rejected.clone(), times.clone(), texts.clone());
         timely::execute(timely::Config::process(workers), move |worker| {
@@ -120,8 +126,8 @@ fn run_ours(texts: &[String], base: usize, workers: usize) -> Timing {
                 let (docs_in, docs) = scope.new_collection::<Doc, isize>();
                 let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
                 let out = docs.dedup(prior, &cfg, Arc::new(HashSet::new()), &stats);
-                out.rejected.inspect(move |(r, _, _)| {
-                    sink.lock().unwrap().push(r.doc_id.clone().unwrap_or_default());
+                out.clusters.inspect(move |((key, m), _, diff)| {
+                    sink.lock().unwrap().push((key.id.clone(), m.representative(key), *diff));
                 });
                 let probe = out.kept.probe().0;
                 (docs_in, prior_in, probe)
@@ -145,27 +151,44 @@ fn run_ours(texts: &[String], base: usize, workers: usize) -> Timing {
                 started.elapsed().as_secs_f64()
             };
             let full = epoch(0, base, 1);
+            let resident = if index == 0 { live_mb() } else { 0.0 };
             let add = epoch(base, texts.len(), 2);
             if index == 0 {
-                *times.lock().unwrap() = (full, add);
+                *times.lock().unwrap() = (full, add, resident);
             }
         })
         .expect("timely");
     }
-    let (full_secs, add_secs) = *times.lock().unwrap();
-    let dups = rejected.lock().unwrap().iter().cloned().collect();
-    Timing { full_secs, add_secs, dups }
+    let (full_secs, add_secs, resident) = *times.lock().unwrap();
+    let mut net: std::collections::HashMap<(String, bool), isize> = std::collections::HashMap::new();
+    for (id, representative, diff) in rejected.lock().unwrap().iter() {
+        *net.entry((id.clone(), *representative)).or_default() += diff;
+    }
+    let dups = net.into_iter().filter(|((_, rep), n)| !rep && *n > 0).map(|((id, _), _)| id).collect();
+    Timing { state_mb: resident - before, full_secs, add_secs, dups }
 }
 
-fn peak_rss_mb() -> f64 {
+/// A `/proc/self/status` memory figure (`VmHWM:` peak, `VmRSS:` now) in MB.
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resident memory once the allocator has returned what it keeps after frees (the live set).
+fn live_mb() -> f64 {
+    // SAFETY: malloc_trim only releases free heap memory back to the system.
+    unsafe { libc::malloc_trim(0) };
+    status_mb("VmRSS:")
+}
+
+fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
 }
 
 fn peer_python() -> PathBuf {
@@ -214,6 +237,12 @@ fn main() {
         ours_dps,
         one.dups.len(),
         ours_rss
+    );
+    println!(
+        "live memory after the build (malloc_trim, then RSS), over the corpus already in memory: {:.0} MB = {:.1} KB per document ({:.1} GB per million)",
+        one.state_mb,
+        one.state_mb * 1024.0 / n as f64,
+        one.state_mb * 1e6 / n as f64 / 1024.0
     );
     let two = run_ours(&texts, n, 2);
     println!("xinstruct dedup, 2 workers: {:.2} s, {:.0} docs/s ({:.0} per core)", two.full_secs, n as f64 / two.full_secs, n as f64 / two.full_secs / 2.0);

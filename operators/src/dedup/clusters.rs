@@ -128,12 +128,13 @@ pub fn clusters<'s>(
             .map(|(_band, pair)| pair)
             .distinct();
         let threshold = params.threshold;
+        // One arrangement of the signatures serves both ends of every candidate pair.
+        let by_key = sigs.clone().arrange_by_key_named("DedupSignatures");
         let edges = candidates
-            .join_map(sigs.clone(), |a, b, sig_a| (b.clone(), (a.clone(), sig_a.clone())))
-            .join_map(sigs, move |b, (a, sig_a), sig_b| {
+            .join_core(by_key.clone(), |a, b, sig_a| Some((b.clone(), (a.clone(), sig_a.clone()))))
+            .join_core(by_key, move |b, (a, sig_a), sig_b| {
                 (estimate(sig_a, sig_b) >= threshold).then(|| (a.clone(), b.clone()))
-            })
-            .flat_map(|edge| edge);
+            });
         let edges = edges.clone().concat(edges.map(|(a, b)| (b, a)));
         let nodes = exact_reps.map(|k| (k.clone(), k));
         propagate(edges, nodes)
