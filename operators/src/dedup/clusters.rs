@@ -14,11 +14,11 @@
 //! result does not depend on the order within an epoch or on the number of workers.
 //!
 //! Memory per document (arranged state, all workers together): the record in the exact-hash
-//! arrangement (key ≈ 48 bytes + 16), the signature in the verification arrangement
-//! (`4 × permutations` + key), one entry per band in the bucket arrangement (`bands` ×
-//! (8 + key)), the node's label in label propagation (2 keys) and its membership (2 keys +
-//! 16). With the default 14 × 8 and 32-character ids that is roughly 1.5 KiB per document
-//! before the arrangements' own overhead; docs/dedup.md has the measured peak.
+//! reduce (input and output), the signature in the semijoin that picks exact representatives
+//! and in the verification arrangement (`4 × permutations` bytes each), one entry per band in
+//! the bucket arrangement (`bands` × (8 + key)), the node's label in label propagation and
+//! the membership in the join that adds cluster sizes. Measured with 128 permutations and
+//! 8-character ids: 5.5 KB per document of live memory (docs/dedup.md, docs/benchmarks.md).
 
 use super::minhash::{band_keys, estimate};
 use crate::Epoch;

@@ -11,10 +11,10 @@
 //! retracted) come out in `clusters` for the driver, which re-reads shards whose documents
 //! changed side.
 //!
-//! Holds, besides the differential arrangements described in [`clusters`](super::clusters):
-//! every document's current membership on the worker that owns its key (≈ 200 bytes with a
-//! 32-character id and a 60-character shard URI), and the documents of epochs not yet
-//! complete.
+//! Holds, besides the differential arrangements described in [`clusters`](super::clusters)
+//! (≈ 5.5 KB a document in all, measured): every document's current membership on the worker
+//! that owns its key (≈ 200 bytes with a 32-character id and a 60-character shard URI), and
+//! the documents (text included) of epochs not yet complete.
 
 use super::clusters::{clusters, ClusterParams, DocKey, Membership, SigRecord};
 use super::minhash::{exact_hash, MinHashConfig, MinHasher};
