@@ -95,6 +95,14 @@ fn doc(i: usize, text: &str) -> Doc {
     }
 }
 
+/// The peers' settings: 128 permutations as 16 bands x 8 rows (threshold 0.8, word 5-grams).
+fn bench_config() -> DedupConfig {
+    DedupConfig {
+        minhash: MinHashConfig { bands: 16, rows: 8, ..MinHashConfig::default() },
+        ..DedupConfig::default()
+    }
+}
+
 struct Timing {
     /// Live memory after the full build, over the live memory before the run.
     state_mb: f64,
@@ -106,10 +114,7 @@ struct Timing {
 /// The dedup operator on `workers` threads: all of `texts[..base]` in epoch 1, then
 /// `texts[base..]` in epoch 2 (the added shard).
 fn run_ours(texts: &[String], base: usize, workers: usize) -> Timing {
-    let cfg = DedupConfig {
-        minhash: MinHashConfig { bands: 16, rows: 8, ..MinHashConfig::default() },
-        ..DedupConfig::default()
-    };
+    let cfg = bench_config();
     // The final memberships (changes of documents in clusters of two or more): a document
     // kept when it arrived can become a duplicate later, when a new document bridges its
     // cluster to one with a lower representative (the pipeline then reads its shard again).
@@ -195,10 +200,7 @@ fn peak_rss_mb() -> f64 {
 /// driver reloads them from `signatures/`) go to the `prior` input together with the documents
 /// of `texts[base..]`; returns the seconds until that epoch is decided.
 fn run_restart(texts: &[String], base: usize) -> f64 {
-    let cfg = DedupConfig {
-        minhash: MinHashConfig { bands: 16, rows: 8, ..MinHashConfig::default() },
-        ..DedupConfig::default()
-    };
+    let cfg = bench_config();
     let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&cfg.minhash);
     let stored: Arc<Vec<SigRecord>> = Arc::new(
         (0..base)
@@ -267,8 +269,7 @@ fn main() {
 
     // Where the time goes: the records (shingles, signature, text hash) alone, one thread.
     {
-        let cfg = MinHashConfig { bands: 16, rows: 8, ..MinHashConfig::default() };
-        let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&cfg);
+        let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&bench_config().minhash);
         let started = Instant::now();
         let mut values = 0usize;
         for (i, t) in texts.iter().enumerate() {

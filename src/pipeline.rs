@@ -633,7 +633,12 @@ impl Leader {
             }
             self.summary.shards_unchanged += 1;
             let stale = self.dedup.as_ref().is_some_and(|d| d.stale);
-            if stale || self.manifest.reread.contains(&task.uri) {
+            if stale {
+                // Recorded, so a run interrupted half-way still hashes the rest next time
+                // instead of loading signatures made with the old settings.
+                self.manifest.reread.insert(task.uri.clone());
+            }
+            if self.manifest.reread.contains(&task.uri) {
                 self.summary.shards_reread += 1;
                 todo.push(ShardTask { born: Some(entry.born()), ..task.clone() });
             }
