@@ -211,7 +211,7 @@ mod tests {
         reps.sort_by(|a, b| a.key.cmp(&b.key));
         let index: HashMap<&DocKey, usize> = reps.iter().enumerate().map(|(i, r)| (&r.key, i)).collect();
         let mut parent: Vec<usize> = (0..reps.len()).collect();
-        fn find(parent: &mut Vec<usize>, x: usize) -> usize {
+        fn find(parent: &mut [usize], x: usize) -> usize {
             let mut root = x;
             while parent[root] != root {
                 root = parent[root];
@@ -345,7 +345,7 @@ mod tests {
         }
         let together = |link: f64| -> BTreeSet<(usize, usize)> {
             let mut parent: Vec<usize> = (0..docs.len()).collect();
-            fn find(p: &mut Vec<usize>, x: usize) -> usize {
+            fn find(p: &mut [usize], x: usize) -> usize {
                 if p[x] != x {
                     let r = find(p, p[x]);
                     p[x] = r;

@@ -6,7 +6,8 @@
 //! from the dataset's `signatures/` parts) feed [`clusters`], a differential computation
 //! whose output is every document's [`Membership`]. A document of epoch `t` is kept when it is
 //! its cluster's representative once epoch `t` is complete, and rejected as
-//! `exact_duplicate` or `near_duplicate` (detail: the representative's id and epoch) otherwise. Ids on the takedown list are rejected as `taken_down` and never enter the
+//! `exact_duplicate` or `near_duplicate` (detail: the representative's id and epoch)
+//! otherwise. Ids on the takedown list are rejected as `taken_down` and never enter the
 //! clusters. Later changes to old documents' clusters (a new member, a representative
 //! retracted) come out in `clusters` for the driver, which re-reads shards whose documents
 //! changed side.
