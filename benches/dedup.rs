@@ -247,15 +247,16 @@ fn run_restart(texts: &[String], base: usize) -> f64 {
 }
 
 fn peer_python() -> PathBuf {
-    std::env::var("XINST_BENCH_DEDUP_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bench-venv-dedup/bin/python")
-    })
+    std::env::var("XINST_BENCH_DEDUP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bench-venv-dedup/bin/python"))
 }
 
 fn main() {
     let n = common::docs_from_env();
     let (texts, source) = corpus(n);
-    let planted: HashSet<String> = source.iter().enumerate().filter(|(_, s)| s.is_some()).map(|(i, _)| id(i)).collect();
+    let planted: HashSet<String> =
+        source.iter().enumerate().filter(|(_, s)| s.is_some()).map(|(i, _)| id(i)).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let jsonl = dir.path().join("corpus.jsonl");
     {
@@ -265,7 +266,11 @@ fn main() {
         }
     }
     let chars: usize = texts.iter().map(|t| t.chars().count()).sum();
-    println!("corpus: {n} documents, {:.0} characters each on average, {} planted copies", chars as f64 / n as f64, planted.len());
+    println!(
+        "corpus: {n} documents, {:.0} characters each on average, {} planted copies",
+        chars as f64 / n as f64,
+        planted.len()
+    );
 
     // Where the time goes: the records (shingles, signature, text hash) alone, one thread.
     {
@@ -299,7 +304,12 @@ fn main() {
         one.state_mb * 1e6 / n as f64 / 1024.0
     );
     let two = run_ours(&texts, n, 2);
-    println!("xinstruct dedup, 2 workers: {:.2} s, {:.0} docs/s ({:.0} per core)", two.full_secs, n as f64 / two.full_secs, n as f64 / two.full_secs / 2.0);
+    println!(
+        "xinstruct dedup, 2 workers: {:.2} s, {:.0} docs/s ({:.0} per core)",
+        two.full_secs,
+        n as f64 / two.full_secs,
+        n as f64 / two.full_secs / 2.0
+    );
     assert_eq!(one.dups, two.dups, "1 and 2 workers agree");
     let inc = run_ours(&texts, base, 1);
     println!(
@@ -332,7 +342,10 @@ fn main() {
         let script = include_str!("peers/dedup_peers.py");
         let args = [peer, jsonl.to_str().unwrap_or_default(), dups_file.to_str().unwrap_or_default()];
         let Some(line) = common::run_python_with(&python, script, &args) else {
-            println!("{peer}: not run (install: {} -m pip install rensa==0.5.0 datasketch==2.0.0)", python.display());
+            println!(
+                "{peer}: not run (install: {} -m pip install rensa==0.5.0 datasketch==2.0.0)",
+                python.display()
+            );
             continue;
         };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();

@@ -231,7 +231,8 @@ pub struct Retraction {
 /// The next `xinst run` rejects them as `taken_down`, removes them from their clusters and
 /// promotes the next representative.
 pub fn retract(data: &str, ids_file: &std::path::Path) -> Result<Retraction> {
-    let text = std::fs::read_to_string(ids_file).with_context(|| format!("reading {}", ids_file.display()))?;
+    let text =
+        std::fs::read_to_string(ids_file).with_context(|| format!("reading {}", ids_file.display()))?;
     let ids: BTreeSet<String> = text
         .lines()
         .map(str::trim)
@@ -253,8 +254,14 @@ pub fn retract(data: &str, ids_file: &std::path::Path) -> Result<Retraction> {
     for (uri, entry) in &manifest.shards {
         // Signature parts list every document that reached dedup; document parts the kept
         // ones of datasets built without dedup.
-        for f in entry.files.iter().filter(|f| f.path.starts_with(SIGNATURES_DIR) || f.path.starts_with(LANG_PREFIX)) {
-            let bytes = out.get_opt(&rt, &f.path)?.with_context(|| format!("{}: committed file is missing", f.path))?;
+        for f in entry
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with(SIGNATURES_DIR) || f.path.starts_with(LANG_PREFIX))
+        {
+            let bytes = out
+                .get_opt(&rt, &f.path)?
+                .with_context(|| format!("{}: committed file is missing", f.path))?;
             for id in id_column(bytes, &f.path)? {
                 if ids.contains(&id) {
                     shards.insert(uri.clone());

@@ -385,7 +385,8 @@ impl WorkerCtx {
             let mut events = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
             if let Some(dedup) = dedup {
                 side = side.concat(dedup.records.map(SideRow::Signature));
-                events = events.concat(dedup.clusters.inner.map(|((k, m), _, d)| LeaderEvent::Cluster(k, m, d)));
+                events =
+                    events.concat(dedup.clusters.inner.map(|((k, m), _, d)| LeaderEvent::Cluster(k, m, d)));
             }
             let sink = docs.write_dataset(side, &config.sink, target, &stats);
             let sink = sink.map(LeaderEvent::Sink);
@@ -520,9 +521,13 @@ impl Leader {
                 Some(state) => state.signatures != want.signatures,
                 None => !manifest.shards.is_empty(),
             };
-            let recluster = !stale && manifest.dedup.as_ref().is_some_and(|s| s.clustering != want.clustering);
-            let committed =
-                if stale { ClusterView::default() } else { ClusterView::load(&ctx.output, &ctx.rt, &manifest)? };
+            let recluster =
+                !stale && manifest.dedup.as_ref().is_some_and(|s| s.clustering != want.clustering);
+            let committed = if stale {
+                ClusterView::default()
+            } else {
+                ClusterView::load(&ctx.output, &ctx.rt, &manifest)?
+            };
             if stale && !manifest.shards.is_empty() {
                 tracing::info!("dedup settings changed: every shard is hashed again");
             }

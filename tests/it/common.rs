@@ -252,9 +252,9 @@ pub fn pairs(dataset: &Path) -> Vec<PairRow> {
     let mut files = Vec::new();
     parquet_files(dataset, &mut files);
     let mut out = Vec::new();
-    let docs = files.iter().filter(|f| {
-        f.strip_prefix(dataset).is_ok_and(|rel| rel.to_string_lossy().starts_with("lang="))
-    });
+    let docs = files
+        .iter()
+        .filter(|f| f.strip_prefix(dataset).is_ok_and(|rel| rel.to_string_lossy().starts_with("lang=")));
     for f in docs {
         let lang = f
             .parent()

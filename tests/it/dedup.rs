@@ -25,7 +25,8 @@ fn write_corpus(dir: &Path) -> Vec<(String, String, bool)> {
     let mut docs: Vec<(String, String)> = Vec::new();
     let mut planted = Vec::new();
     for s in 0..SHARDS {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("shard-{s}.jsonl"))).unwrap());
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(dir.join(format!("shard-{s}.jsonl"))).unwrap());
         for i in 0..PER_SHARD {
             let id = format!("s{s}-{i:03}");
             let roll = next(10);
@@ -158,7 +159,11 @@ fn takedown_promotes_the_next_document_like_a_fresh_run_without_it() {
     std::fs::write(&ids, format!("# legal request 17\n{victim}\nnot-an-id\n")).unwrap();
     let done = xinst().args(["retract", "--data", o, "--ids"]).arg(&ids).output().unwrap();
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    assert!(String::from_utf8_lossy(&done.stderr).contains("2 ids added"), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(
+        String::from_utf8_lossy(&done.stderr).contains("2 ids added"),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
 
     let (_, stats) = run_xinst(c, o, &DEDUP_ONLY, 0);
     // The victim's shard and the promoted successor's shard are read again; nothing else.
@@ -166,7 +171,10 @@ fn takedown_promotes_the_next_document_like_a_fresh_run_without_it() {
     assert_eq!(stats["shards_processed"], 2, "{stats}");
     let (kept, rejected) = dedup_view(&out);
     assert!(!kept.contains(&victim), "{victim} is gone from the dataset");
-    assert!(kept.lines().any(|l| l.starts_with(&format!("{successor},{successor},"))), "{successor} promoted");
+    assert!(
+        kept.lines().any(|l| l.starts_with(&format!("{successor},{successor},"))),
+        "{successor} promoted"
+    );
     assert!(rejected.contains(&format!("{victim},taken_down,")));
     let rejects_of_victim = rejected.lines().filter(|l| l.starts_with(&format!("{victim},"))).count();
     assert_eq!(rejects_of_victim, 1, "one reject per document, not one per run");
@@ -183,7 +191,8 @@ fn takedown_promotes_the_next_document_like_a_fresh_run_without_it() {
     run_xinst(without.to_str().unwrap(), fresh.to_str().unwrap(), &DEDUP_ONLY, 0);
     let (fresh_kept, fresh_rejected) = dedup_view(&fresh);
     assert_eq!(kept, fresh_kept);
-    let without_victim: Vec<&str> = rejected.lines().filter(|l| !l.starts_with(&format!("{victim},"))).collect();
+    let without_victim: Vec<&str> =
+        rejected.lines().filter(|l| !l.starts_with(&format!("{victim},"))).collect();
     assert_eq!(without_victim, fresh_rejected.lines().collect::<Vec<_>>());
 
     // Nothing left to do: a rerun reads nothing.

@@ -102,10 +102,8 @@ pub fn clusters<'s>(
     let exact_reps = exact_of.clone().filter(|(key, (rep, _, _))| key == rep).map(|(key, _)| key);
     // Near-duplicates among the exact representatives.
     let labels = if params.near {
-        let sigs = records
-            .map(|r| (r.key, r.sig))
-            .filter(|(_, sig)| !sig.is_empty())
-            .semijoin(exact_reps.clone());
+        let sigs =
+            records.map(|r| (r.key, r.sig)).filter(|(_, sig)| !sig.is_empty()).semijoin(exact_reps.clone());
         let rows = params.rows;
         let cap = params.all_pairs_up_to;
         let candidates = sigs
@@ -142,11 +140,12 @@ pub fn clusters<'s>(
         exact_reps.map(|k| (k.clone(), k))
     };
     // Every document takes its exact representative's label.
-    let member_of = exact_of
-        .map(|(key, (rep, shard, lang))| (rep, (key, shard, lang)))
-        .join_map(labels, |rep, (key, shard, lang), label| {
+    let member_of = exact_of.map(|(key, (rep, shard, lang))| (rep, (key, shard, lang))).join_map(
+        labels,
+        |rep, (key, shard, lang), label| {
             (label.clone(), (key.clone(), key != rep, shard.clone(), lang.clone()))
-        });
+        },
+    );
     let sizes = member_of.clone().map(|(label, _)| label).count();
     member_of.join_map(sizes, |label, (key, exact_copy, shard, lang), size| {
         let membership = Membership {
@@ -162,9 +161,9 @@ pub fn clusters<'s>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::minhash::exact_hash;
     use super::super::minhash::testing::corpus;
     use super::super::minhash::{jaccard, MinHashConfig, MinHasher};
-    use super::super::minhash::exact_hash;
     use super::*;
     use differential_dataflow::input::Input;
     use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -410,9 +409,8 @@ mod tests {
         assert!(retracted.len() >= 3, "clusters of 3+: {}", retracted.len());
         retracted.extend(batch.iter().filter(|(_, m)| m.size == 1).take(2).map(|(k, _)| k.clone()));
         let mut with_retraction = script.clone();
-        with_retraction.push(
-            recs.iter().filter(|r| retracted.contains(&r.key)).map(|r| (r.clone(), -1)).collect(),
-        );
+        with_retraction
+            .push(recs.iter().filter(|r| retracted.contains(&r.key)).map(|r| (r.clone(), -1)).collect());
         for workers in [1, 2] {
             let got = dataflow(workers, with_retraction.clone());
             for t in 0..5 {

@@ -68,7 +68,8 @@ fn edge_punctuation(c: char) -> bool {
     c.is_ascii_punctuation()
         || matches!(
             c,
-            '\u{2018}'..='\u{201F}' // ‘ ’ ‚ ‛ “ ” „ ‟
+            '\u{2018}'
+                ..='\u{201F}' // ‘ ’ ‚ ‛ “ ” „ ‟
                 | '\u{2013}' | '\u{2014}' | '\u{2026}' // – — …
                 | '«' | '»' | '¿' | '¡' | '·'
                 | '\u{0964}' | '\u{0965}' // Devanagari danda, double danda
@@ -216,7 +217,9 @@ impl MinHasher {
         let mut sig = vec![u32::MAX; self.a.len()];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+            {
                 // SAFETY: the CPU has the features the function is compiled for.
                 unsafe { min_hash_avx512(&self.a, &self.b, shingles, &mut sig) };
                 return sig;

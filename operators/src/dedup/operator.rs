@@ -86,7 +86,13 @@ impl DedupConfig {
     /// What the stored signatures depend on: a change means every shard is hashed again.
     pub fn signature_fingerprint(&self) -> String {
         let m = &self.minhash;
-        format!("minhash-v1 ngram={} char_ngram={} perms={} seed={}", m.ngram, m.char_ngram, m.permutations(), m.seed)
+        format!(
+            "minhash-v1 ngram={} char_ngram={} perms={} seed={}",
+            m.ngram,
+            m.char_ngram,
+            m.permutations(),
+            m.seed
+        )
     }
 
     pub fn params(&self) -> ClusterParams {
@@ -275,10 +281,11 @@ impl<'s> Dedup<'s> for VecCollection<'s, Epoch, Doc> {
                 }
             },
         );
-        let (kept, rejected) = decided.ok_err::<Vec<_>, _, Vec<_>, _, _>(|(verdict, time, diff)| match verdict {
-            Ok(doc) => Ok((doc, time, diff)),
-            Err(reject) => Err((reject, time, diff)),
-        });
+        let (kept, rejected) =
+            decided.ok_err::<Vec<_>, _, Vec<_>, _, _>(|(verdict, time, diff)| match verdict {
+                Ok(doc) => Ok((doc, time, diff)),
+                Err(reject) => Err((reject, time, diff)),
+            });
         DedupOutput {
             kept: kept.as_collection(),
             rejected: rejected.as_collection(),
