@@ -58,8 +58,7 @@ impl SqlSession {
             }
         };
         validate_partitions(&store).await?;
-        let parquet = || Arc::new(ParquetFormat::default());
-        let pairs = ListingOptions::new(parquet())
+        let pairs = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("lang".to_string(), DataType::Utf8)]);
         let table = ListingTableConfig::new(ListingTableUrl::parse(&root)?)
@@ -68,22 +67,20 @@ impl SqlSession {
         ctx.register_table("pair_files", Arc::new(ListingTable::try_new(table)?))?;
         // Dedup's clusters of two or more documents (the representatives and the rejected
         // duplicates); `pairs` takes each kept document's cluster from it.
-        let clusters = ListingOptions::new(parquet()).with_file_extension(".parquet");
-        let table = ListingTableConfig::new(ListingTableUrl::parse(format!("{root}{DUP_CLUSTERS_DIR}/"))?)
-            .with_listing_options(clusters)
-            .with_schema(crate::dedup::dup_clusters_schema());
-        ctx.register_table("dup_clusters", Arc::new(ListingTable::try_new(table)?))?;
-        let rejects = ListingOptions::new(parquet()).with_file_extension(".parquet");
-        let table = ListingTableConfig::new(ListingTableUrl::parse(format!("{root}rejects/"))?)
-            .with_listing_options(rejects)
-            .with_schema(rejects_schema());
-        ctx.register_table("rejects", Arc::new(ListingTable::try_new(table)?))?;
+        register_folder(
+            &ctx,
+            "dup_clusters",
+            &format!("{root}{DUP_CLUSTERS_DIR}/"),
+            crate::dedup::dup_clusters_schema(),
+        )?;
+        register_folder(&ctx, "rejects", &format!("{root}rejects/"), rejects_schema())?;
         // `xinst diversify`'s clusters and selection (empty until it has run).
-        let diversity = ListingOptions::new(parquet()).with_file_extension(".parquet");
-        let table = ListingTableConfig::new(ListingTableUrl::parse(format!("{root}diversity/"))?)
-            .with_listing_options(diversity)
-            .with_schema(crate::diversify::selection_schema());
-        ctx.register_table("diversity", Arc::new(ListingTable::try_new(table)?))?;
+        register_folder(
+            &ctx,
+            "diversity",
+            &format!("{root}diversity/"),
+            crate::diversify::selection_schema(),
+        )?;
         let manifest = register_state_tables(&ctx, &store).await?;
         // Datasets built with dedup: a document outside every cluster of two is its own
         // cluster of one. Without dedup the columns are NULL.
@@ -120,6 +117,21 @@ impl SqlSession {
         }
         Ok(df.collect().await?)
     }
+}
+
+/// Registers the Parquet files under `url` (a folder of the dataset) as table `name`.
+fn register_folder(
+    ctx: &SessionContext,
+    name: &str,
+    url: &str,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<()> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let table = ListingTableConfig::new(ListingTableUrl::parse(url)?)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(table)?))?;
+    Ok(())
 }
 
 /// DataFusion's refusal of a statement that SQLOptions forbids ("DDL not supported: …").

@@ -104,10 +104,7 @@ fn word_hashes(text: &str) -> (Vec<u64>, u128) {
     let mut canon = String::with_capacity(text.len());
     let mut buf = String::new();
     for token in text.split_whitespace() {
-        if !canon.is_empty() {
-            canon.push(' ');
-        }
-        canon.push_str(token);
+        push_token(&mut canon, token);
         let word = token.trim_matches(edge_punctuation);
         if word.is_empty() {
             continue;
@@ -123,12 +120,17 @@ fn word_hashes(text: &str) -> (Vec<u64>, u128) {
 pub fn exact_hash(text: &str) -> u128 {
     let mut canon = String::with_capacity(text.len());
     for token in text.split_whitespace() {
-        if !canon.is_empty() {
-            canon.push(' ');
-        }
-        canon.push_str(token);
+        push_token(&mut canon, token);
     }
     xxh3_128(canon.as_bytes())
+}
+
+/// Appends a token to the text exact dedup hashes (tokens joined by single spaces).
+fn push_token(canon: &mut String, token: &str) {
+    if !canon.is_empty() {
+        canon.push(' ');
+    }
+    canon.push_str(token);
 }
 
 /// Characters of scripts written without spaces that `quality::words` has no dictionary for.
