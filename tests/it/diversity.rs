@@ -6,7 +6,7 @@ use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray, UInt64Arr
 use std::path::Path;
 use std::sync::Arc;
 use xinstruct_operators::diversity::embed::cosine;
-use xinstruct_operators::diversity::{EmbedConfig, Embedder};
+use xinstruct_operators::diversity::{EmbedConfig, Embedder, Engine};
 
 /// Cosine similarities from sentence-transformers 6.2.0 (torch 2.15, CPU) with the same model
 /// files (`SentenceTransformer(dir).encode([a, b], normalize_embeddings=True)`), and the first
@@ -43,6 +43,44 @@ fn embeddings_match_sentence_transformers() {
     }
     let norm: f32 = hello.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5);
+}
+
+/// The native CPU encoder computes candle's BertModel function: same vectors for short, long
+/// (truncated at max_tokens), non-English and empty texts, in mixed batches; and the native
+/// engine gives bit-identical vectors on 1 and 3 threads.
+#[test]
+fn native_engine_equals_candle_bert() {
+    let dir = xinstruct::models::ensure("all-minilm-l6-v2").unwrap();
+    let long = "The committee met on Tuesday to discuss the budget for the new school. ".repeat(40);
+    let texts: Vec<&str> = vec![
+        "Write a poem about the sea.",
+        &long,
+        "",
+        "Eleza jinsi ya kupika wali.",
+        "Açıklayın: Türkiye'nin başkenti neresidir?",
+        "เขียนบทกวีเกี่ยวกับทะเล",
+        "What rights does every person have at work?",
+        "हिंदी में उत्तर दें।",
+        "Hello world.",
+    ];
+    let cfg = |engine, threads| EmbedConfig {
+        engine,
+        threads,
+        batch_size: 4,
+        max_tokens: 128,
+        ..Default::default()
+    };
+    let cpu = candle_core::Device::Cpu;
+    let candle = Embedder::load(&dir, &cfg(Engine::Candle, 1), &cpu).unwrap().embed(&texts, None).unwrap();
+    let native = Embedder::load(&dir, &cfg(Engine::Native, 1), &cpu).unwrap().embed(&texts, None).unwrap();
+    let threaded = Embedder::load(&dir, &cfg(Engine::Native, 3), &cpu).unwrap().embed(&texts, None).unwrap();
+    assert_eq!(native, threaded, "1 and 3 threads differ");
+    for ((t, a), b) in texts.iter().zip(&candle).zip(&native) {
+        assert_eq!(a.len(), 384);
+        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{t:.30?}: components differ by up to {worst}");
+        assert!(cosine(a, b) > 0.99999, "{t:.30?}");
+    }
 }
 
 const TASKS: [&str; 6] = [

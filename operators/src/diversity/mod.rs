@@ -2,9 +2,10 @@
 //! per language with [`kmeans`], and [`sample`] round-robin across clusters up to a quota.
 
 pub mod embed;
+pub mod encoder;
 pub mod kmeans;
 pub mod sample;
 
-pub use embed::{EmbedConfig, Embedder};
+pub use embed::{EmbedConfig, Embedder, Engine};
 pub use kmeans::{kmeans, KMeans, KMeansConfig};
 pub use sample::{select, Candidate, Diversity, SampleConfig};

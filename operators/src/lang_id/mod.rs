@@ -207,9 +207,9 @@ impl LangIdentifier {
         let paragraphs: Vec<&str> = text
             .split("\n\n")
             .map(str::trim)
-            .filter(|p| p.chars().count() >= self.cfg.min_paragraph_chars)
+            .filter(|p| has_chars(p, self.cfg.min_paragraph_chars))
             .collect();
-        if paragraphs.len() < 2 || text.chars().count() < self.cfg.vote_min_chars {
+        if paragraphs.len() < 2 || !has_chars(text, self.cfg.vote_min_chars) {
             let mut top = self.predict(prefix(text, self.cfg.sample_chars)).into_iter();
             let best = top.next()?;
             return Some(Identified {
@@ -310,6 +310,11 @@ impl LangIdentifier {
         }
         Ok(id)
     }
+}
+
+/// Whether `text` has at least `n` characters (a char is at most 4 bytes; counting stops at n).
+fn has_chars(text: &str, n: usize) -> bool {
+    text.len() >= 4 * n || text.chars().take(n).count() == n
 }
 
 /// The first `chars` characters of `text`, cut back to a word boundary when one is near.
