@@ -12,9 +12,11 @@ sentences = open(sentences_path, encoding="utf-8").read().splitlines()
 m = SentenceTransformer(model_dir, device="cpu")
 m.max_seq_length = 256
 m.encode(sentences[:64], batch_size=32)  # warm-up
-t = time.perf_counter()
-emb = m.encode(sentences, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-st_secs = time.perf_counter() - t
+st_secs = float("inf")
+for _ in range(3):  # best of three, as on the Rust side (the machine is shared)
+    t = time.perf_counter()
+    emb = m.encode(sentences, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+    st_secs = min(st_secs, time.perf_counter() - t)
 emb.astype("<f4").tofile(out + ".st.f32")
 x = np.fromfile(vectors_path, dtype="<f4").reshape(-1, emb.shape[1])
 t = time.perf_counter()

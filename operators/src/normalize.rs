@@ -119,29 +119,33 @@ impl Normalizer {
             composed = text.nfc().collect::<String>();
             text = &composed;
         }
-        let mut invalid = 0usize;
-        let mut total = 0usize;
+        // Unchanged runs are copied whole; only characters that change or go are handled one
+        // by one.
+        let (mut invalid, mut total) = (0usize, 0usize);
         let mut cleaned = String::with_capacity(text.len());
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
+        let mut run = 0;
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
             total += 1;
+            let keep = match c {
+                ' ' | '\n' => true,
+                c if c.is_ascii() => !c.is_ascii_control(),
+                c => !(c.is_whitespace() || c.is_control() || is_invisible(c)),
+            };
+            if keep {
+                invalid += (!c.is_ascii() && is_invalid(c)) as usize;
+                continue;
+            }
+            cleaned.push_str(&text[run..i]);
+            run = i + c.len_utf8();
             match c {
-                '\r' => {
-                    if chars.peek() != Some(&'\n') {
-                        cleaned.push('\n');
-                    }
-                }
-                '\n' => cleaned.push('\n'),
+                '\r' if chars.peek().map(|(_, n)| *n) == Some('\n') => {}
+                '\r' => cleaned.push('\n'),
                 c if c.is_whitespace() => cleaned.push(' '),
-                c if c.is_control() || is_invisible(c) => {}
-                c => {
-                    if is_invalid(c) {
-                        invalid += 1;
-                    }
-                    cleaned.push(c)
-                }
+                _ => {} // control characters and invisible ones
             }
         }
+        cleaned.push_str(&text[run..]);
         if total > 0 && invalid as f64 / total as f64 > self.cfg.max_invalid_fraction {
             return Err((
                 "invalid_codepoints",
@@ -150,8 +154,9 @@ impl Normalizer {
         }
         let mut out = String::with_capacity(cleaned.len());
         let mut blank_pending = false;
-        for line in cleaned.split('\n') {
-            let line = collapse_spaces(line);
+        let mut line = String::new();
+        for raw in cleaned.split('\n') {
+            collapse_spaces(raw, &mut line);
             if line.is_empty() {
                 blank_pending = !out.is_empty();
                 continue;
@@ -186,15 +191,15 @@ impl Normalizer {
     }
 }
 
-fn collapse_spaces(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
+/// `line` with runs of spaces made one and trimmed, into `out` (reused across lines).
+fn collapse_spaces(line: &str, out: &mut String) {
+    out.clear();
     for word in line.split(' ').filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
         }
         out.push_str(word);
     }
-    out
 }
 
 /// Normalizes the text of every document.
@@ -251,6 +256,12 @@ mod tests {
         let got =
             norm("Cafe\u{301} &amp; caf&eacute;\tok\u{00A0} x\r\n\r\n\n\nNext\u{200B} para  here").unwrap();
         assert_eq!(got, "Café & café ok x\n\nNext para here");
+    }
+
+    #[test]
+    fn lone_carriage_returns_controls_and_unicode_spaces() {
+        assert_eq!(norm("a\rb\u{7}c\u{85}d\u{1F}e\u{3000}f\u{2028}g").unwrap(), "a\nbc de f g");
+        assert_eq!(norm("x\r\n\ry \u{7f}").unwrap(), "x\n\ny");
     }
 
     #[test]

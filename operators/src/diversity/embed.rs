@@ -22,7 +22,7 @@ use tokenizers::{Encoding, Tokenizer, TruncationParams};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// xinstruct's CPU forward pass (module `encoder`): 3-4x candle's speed on CPU.
+    /// xinstruct's CPU forward pass (module `encoder`): about 4x candle's speed on CPU.
     #[default]
     Native,
     /// candle-transformers' `BertModel` on the given device (the reference; CUDA builds).

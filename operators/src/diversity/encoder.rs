@@ -97,11 +97,12 @@ impl LayerNorm {
     }
 
     /// Normalizes each row of `x` in place.
+    #[inline(always)]
     fn forward(&self, x: &mut [f32]) {
         let n = self.w.len();
         for row in x.chunks_exact_mut(n) {
-            let mean = row.iter().sum::<f32>() / n as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
+            let mean = lanes_sum(row, |v| v) / n as f32;
+            let var = lanes_sum(row, |v| (v - mean) * (v - mean)) / n as f32;
             let inv = 1.0 / (var + self.eps).sqrt();
             for ((v, w), b) in row.iter_mut().zip(&self.w).zip(&self.b) {
                 *v = (*v - mean) * inv * w + b;
@@ -194,6 +195,36 @@ impl CpuBert {
     /// Mean-pooled, L2-normalized embeddings of tokenized texts (`(ids, type ids)` each, no
     /// padding). Every text is computed as if alone: the result does not depend on the batch.
     pub fn embed(&self, texts: &[(&[u32], &[u32])], s: &mut Scratch) -> Result<Vec<Vec<f32>>> {
+        // The loops between the products (attention, norms, activation) compiled for the
+        // widest vector unit the CPU has.
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked above).
+                return unsafe { self.embed_avx512(texts, s) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                return unsafe { self.embed_avx2(texts, s) };
+            }
+        }
+        self.embed_portable(texts, s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn embed_avx512(&self, texts: &[(&[u32], &[u32])], s: &mut Scratch) -> Result<Vec<Vec<f32>>> {
+        self.embed_portable(texts, s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn embed_avx2(&self, texts: &[(&[u32], &[u32])], s: &mut Scratch) -> Result<Vec<Vec<f32>>> {
+        self.embed_portable(texts, s)
+    }
+
+    #[inline(always)]
+    fn embed_portable(&self, texts: &[(&[u32], &[u32])], s: &mut Scratch) -> Result<Vec<Vec<f32>>> {
         let h = self.hidden;
         let rows: usize = texts.iter().map(|(ids, _)| ids.len()).sum();
         let inter_size = self.layers.first().map_or(0, |l| l.inter.outputs);
@@ -264,6 +295,7 @@ impl CpuBert {
     }
 
     /// Scaled dot-product attention of every head, within each text, from `s.qkv` into `s.ctx`.
+    #[inline(always)]
     fn attention(&self, texts: &[(&[u32], &[u32])], s: &mut Scratch) {
         let h = self.hidden;
         let d = h / self.heads;
@@ -302,19 +334,35 @@ impl CpuBert {
     }
 }
 
+/// Sum of `f` over `xs` in sixteen lanes, so the loop vectorizes (a single accumulator would
+/// pin the order of the additions).
+#[inline(always)]
+fn lanes_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|v| f(*v)).sum();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums so the loop vectorizes without reassociating a single accumulator.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..16 {
             acc[i] += x[i] * y[i];
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 fn add_assign(a: &mut [f32], b: &[f32]) {
     for (x, y) in a.iter_mut().zip(b) {
         *x += y;
@@ -322,6 +370,7 @@ fn add_assign(a: &mut [f32], b: &[f32]) {
 }
 
 /// The hidden activation over a buffer, with the widest vector unit the CPU has.
+#[inline(always)]
 fn activate(act: HiddenAct, xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {

@@ -42,9 +42,7 @@ impl LangIdBackend for FastTextBackend {
     fn predict(&self, text: &str, k: usize) -> Vec<Prediction> {
         // fastText reads one line; NUL cannot cross into C.
         let line = if text.contains(['\n', '\0']) {
-            std::borrow::Cow::Owned(
-                text.chars().map(|c| if c == '\n' || c == '\0' { ' ' } else { c }).collect(),
-            )
+            std::borrow::Cow::Owned(text.replace(['\n', '\0'], " "))
         } else {
             std::borrow::Cow::Borrowed(text)
         };
