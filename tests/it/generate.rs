@@ -43,10 +43,14 @@ fn prompts() -> Vec<String> {
 
 /// Greedy continuation of "The capital of France is", 12 tokens, recorded from this engine.
 /// llama.cpp on the same GGUF gives " the capital of the country of France. It is the largest":
-/// the first 5 tokens agree; after that the two quantize activations differently (candle's
+/// the first 4 tokens agree; after that the two quantize activations differently (candle's
 /// AVX-512 kernel: 256-value Q8_K blocks over the Q8_0-requantized weights; llama.cpp: 32-value
 /// Q8_0 blocks over Q5_0), and a 270M model's near-ties go either way (docs/benchmarks.md).
-const FRANCE: &str = " the capital of the country. It is the capital of the";
+/// The f32 products (attention) use gemm's AVX-512 kernels since the `x86-v4` feature went on
+/// (session 5); with its 256-bit kernels the 5th token was " country" instead of " French".
+const FRANCE: &str = " the capital of the French Republic. It is the largest city";
+/// The first tokens every kernel choice gives, and llama.cpp too.
+const FRANCE_PREFIX: &str = " the capital of the";
 
 #[test]
 fn greedy_output_is_stable() {
@@ -54,11 +58,12 @@ fn greedy_output_is_stable() {
     // Recorded from this engine (Q5_0 matrices requantized to Q8_0, see model.rs); llama.cpp's
     // greedy continuation of the same GGUF starts the same way (docs/benchmarks.md).
     // The recording is of the AVX-512 VNNI kernels (this project's machines); other CPUs take
-    // other candle kernels, whose rounding may part ways later, but not in the first 5 tokens.
+    // other candle and gemm kernels, whose rounding may part ways later, but not in the first
+    // 4 tokens.
     if std::is_x86_feature_detected!("avx512vnni") {
         assert_eq!(out.text, FRANCE);
     } else {
-        assert!(out.text.starts_with(" the capital of the country"), "{out:?}");
+        assert!(out.text.starts_with(FRANCE_PREFIX), "{out:?}");
     }
     assert_eq!(out.completion_tokens, 12);
     assert_eq!(out.finish.as_str(), "length");
@@ -544,8 +549,10 @@ fn safetensors_snapshot_agrees_with_the_gguf() {
     .unwrap();
     let st = CandleGenerator::load(dir.path(), "gemma-hf", &EngineConfig::default()).expect("load snapshot");
     assert_eq!(st.arch, "gemma3");
-    let from_st = st.generate(vec![text("The capital of France is", 5)]).pop().unwrap().unwrap();
-    let from_gguf = gemma(1).generate(vec![text("The capital of France is", 5)]).pop().unwrap().unwrap();
+    // 4 tokens: the 5th is a near-tie (" country" / " French") that f32 weights and the GGUF's
+    // quantized ones can break either way.
+    let from_st = st.generate(vec![text("The capital of France is", 4)]).pop().unwrap().unwrap();
+    let from_gguf = gemma(1).generate(vec![text("The capital of France is", 4)]).pop().unwrap().unwrap();
     assert_eq!(from_st.text, from_gguf.text);
-    assert_eq!(from_st.text, " the capital of the country");
+    assert_eq!(from_st.text, FRANCE_PREFIX);
 }

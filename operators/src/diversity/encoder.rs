@@ -236,6 +236,9 @@ impl CpuBert {
 
         let mut row = 0;
         for (ids, types) in texts {
+            if types.len() != ids.len() {
+                candle_core::bail!("{} token ids but {} type ids", ids.len(), types.len());
+            }
             if ids.len() > self.positions {
                 candle_core::bail!(
                     "{} tokens, more than the model's {} positions",
