@@ -429,15 +429,18 @@ impl QualityFilter {
         let hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
         // A longer n-gram repeats only where a shorter one does, so once nothing repeats (or the
         // duplicated share is under every later threshold) the longer passes can be skipped.
+        // One table and one set serve every n (cleared, capacity kept).
+        let mut counts: HashMap<u64, (usize, usize), Prehashed> =
+            HashMap::with_capacity_and_hasher(words.len(), Prehashed);
         for &(n, max) in &r.top_ngrams {
             if words.len() < n {
                 continue;
             }
-            let mut counts: HashMap<u64, (usize, usize), Prehashed> =
-                HashMap::with_capacity_and_hasher(words.len(), Prehashed);
+            counts.clear();
             for i in 0..=words.len() - n {
-                let e =
-                    counts.entry(ngram_hash(&hashes[i..i + n])).or_insert((0, lens[i..i + n].iter().sum()));
+                let e = counts
+                    .entry(ngram_hash(&hashes[i..i + n]))
+                    .or_insert_with(|| (0, lens[i..i + n].iter().sum()));
                 e.0 += 1;
             }
             let Some((count, chars)) = counts.values().filter(|(c, _)| *c > 1).max_by_key(|(c, l)| (*c, *l))
@@ -449,12 +452,14 @@ impl QualityFilter {
                 return Err(("gopher_repetition", format!("top {n}-gram covers {share:.3} of characters")));
             }
         }
+        let mut seen: HashSet<u64, Prehashed> = HashSet::with_capacity_and_hasher(words.len(), Prehashed);
+        let mut covered = vec![false; words.len()];
         for (k, &(n, max)) in r.dup_ngrams.iter().enumerate() {
             if words.len() < n {
                 continue;
             }
-            let mut seen: HashSet<u64, Prehashed> = HashSet::with_capacity_and_hasher(words.len(), Prehashed);
-            let mut covered = vec![false; words.len()];
+            seen.clear();
+            covered.fill(false);
             for i in 0..=words.len() - n {
                 if !seen.insert(ngram_hash(&hashes[i..i + n])) {
                     covered[i..i + n].iter_mut().for_each(|c| *c = true);

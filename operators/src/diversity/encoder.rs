@@ -316,16 +316,13 @@ impl CpuBert {
                         *score = dot(q, k) * scale;
                         max = max.max(*score);
                     }
-                    let mut sum = 0.0;
-                    for score in s.scores.iter_mut() {
-                        *score = (*score - max).exp();
-                        sum += *score;
-                    }
+                    s.scores.iter_mut().for_each(|v| *v = exp_nonpositive(*v - max));
+                    let inv = 1.0 / lanes_sum(&s.scores, |v| v);
                     let ctx = &mut s.ctx[(start + i) * h + head * d..][..d];
                     ctx.fill(0.0);
                     for (j, p) in s.scores.iter().enumerate() {
                         let v = &s.qkv[(start + j) * 3 * h + 2 * h + head * d..][..d];
-                        let p = p / sum;
+                        let p = p * inv;
                         for (c, v) in ctx.iter_mut().zip(v) {
                             *c += p * v;
                         }
@@ -372,37 +369,10 @@ fn add_assign(a: &mut [f32], b: &[f32]) {
     }
 }
 
-/// The hidden activation over a buffer, with the widest vector unit the CPU has.
+/// The hidden activation over a buffer (inlined into the `embed_*` variant the CPU runs, so
+/// it is compiled for that vector unit).
 #[inline(always)]
 fn activate(act: HiddenAct, xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            return unsafe { activate_avx512(act, xs) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { activate_avx2(act, xs) };
-        }
-    }
-    activate_portable(act, xs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn activate_avx512(act: HiddenAct, xs: &mut [f32]) {
-    activate_portable(act, xs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn activate_avx2(act: HiddenAct, xs: &mut [f32]) {
-    activate_portable(act, xs)
-}
-
-#[inline(always)]
-fn activate_portable(act: HiddenAct, xs: &mut [f32]) {
     match act {
         HiddenAct::Gelu => {
             xs.iter_mut().for_each(|x| *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2)))
@@ -413,6 +383,27 @@ fn activate_portable(act: HiddenAct, xs: &mut [f32]) {
         }),
         HiddenAct::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
     }
+}
+
+/// `e^x` for `x <= 0` (softmax weights after the maximum is subtracted): Cephes' `expf`
+/// (range reduction by ln 2, degree-5 polynomial, relative error ~2e-7), branch-free so it
+/// vectorizes where `f32::exp` is a call per element. Below -87 the result is 2^-126 rather
+/// than a denormal, which softmax does not notice.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 0.0);
+    // Round x / ln 2 to the nearest integer by adding and removing 1.5 * 2^23.
+    const SHIFT: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+    let r = n.mul_add(-0.693_359_4, x);
+    let r = n.mul_add(2.121_944_4e-4, r);
+    let mut p = r.mul_add(1.987_569_1e-4, 1.398_199_9e-3);
+    p = r.mul_add(p, 8.333_452e-3);
+    p = r.mul_add(p, 4.166_579_6e-2);
+    p = r.mul_add(p, 1.666_666_5e-1);
+    p = r.mul_add(p, 5.000_000_1e-1);
+    let e = (r * r).mul_add(p, r) + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// `erf` as a rational function of odd/even polynomials on [-4, 4] (outside, erf is +-1 in
@@ -452,14 +443,34 @@ mod tests {
     }
 
     #[test]
-    fn gelu_dispatch_equals_portable() {
+    fn exp_nonpositive_matches_f64() {
+        let mut worst = 0f64;
+        for i in 0..=870_000 {
+            let x = -(i as f32) / 10_000.0;
+            let want = (x as f64).exp();
+            worst = worst.max((exp_nonpositive(x) as f64 - want).abs() / want);
+        }
+        assert!(worst < 3e-7, "max relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(-1e30) > 0.0 && exp_nonpositive(f32::NEG_INFINITY) < 1e-37);
+    }
+
+    #[test]
+    fn activations_match_their_formulas() {
         let xs: Vec<f32> = (-500..500).map(|i| i as f32 / 97.0).collect();
+        let exact = |act: HiddenAct, x: f64| match act {
+            HiddenAct::Gelu => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+            HiddenAct::GeluApproximate => {
+                0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+            }
+            HiddenAct::Relu => x.max(0.0),
+        };
         for act in [HiddenAct::Gelu, HiddenAct::GeluApproximate, HiddenAct::Relu] {
-            let (mut a, mut b) = (xs.clone(), xs.clone());
-            activate(act, &mut a);
-            activate_portable(act, &mut b);
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{act:?}: {x} vs {y}");
+            let mut got = xs.clone();
+            activate(act, &mut got);
+            for (x, y) in xs.iter().zip(&got) {
+                let want = exact(act, *x as f64);
+                assert!((*y as f64 - want).abs() <= 2e-6 * want.abs().max(1.0), "{act:?}({x}): {y} vs {want}");
             }
         }
     }
