@@ -411,6 +411,7 @@ void Dictionary::pushHash(std::vector<int32_t>& hashes, int32_t id) const {
     return;
   }
   if (pruneidx_size_ > 0) {
+    // xinstruct patch: one array read (rebuildPruneIndex) instead of count() + at().
     if (!pruneidx_dense_.empty()) {
       if (id >= (int32_t)pruneidx_dense_.size() || pruneidx_dense_[id] < 0) {
         return;
@@ -427,6 +428,7 @@ void Dictionary::pushHash(std::vector<int32_t>& hashes, int32_t id) const {
   hashes.push_back(nwords_ + id);
 }
 
+// xinstruct patch: pruneidx_ as an array indexed by bucket, -1 where pruned.
 void Dictionary::rebuildPruneIndex() {
   pruneidx_dense_.clear();
   // Buckets index the array; beyond 64M buckets (256 MB) the hash map is kept instead.
@@ -495,7 +497,7 @@ void Dictionary::load(std::istream& in) {
     in.read((char*)&second, sizeof(int32_t));
     pruneidx_[first] = second;
   }
-  rebuildPruneIndex();
+  rebuildPruneIndex(); // xinstruct patch
   initTableDiscard();
   initNgrams();
 
@@ -532,7 +534,7 @@ void Dictionary::prune(std::vector<int32_t>& idx) {
     idx.insert(idx.end(), ngrams.begin(), ngrams.end());
   }
   pruneidx_size_ = pruneidx_.size();
-  rebuildPruneIndex();
+  rebuildPruneIndex(); // xinstruct patch
 
   std::fill(word2int_.begin(), word2int_.end(), -1);
 
