@@ -46,6 +46,10 @@ fn build_cfasttext() {
 }
 
 fn main() {
+    // xinstruct patch: cc's rerun-if-env-changed lines turn off cargo's default of rerunning
+    // on any file change, so name the sources (edits to the vendored C++ rebuild it).
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=cfasttext");
     fail_on_empty_directory("cfasttext");
     fail_on_empty_directory("cfasttext/fasttext");
     build_cfasttext();
