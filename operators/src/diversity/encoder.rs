@@ -470,7 +470,10 @@ mod tests {
             activate(act, &mut got);
             for (x, y) in xs.iter().zip(&got) {
                 let want = exact(act, *x as f64);
-                assert!((*y as f64 - want).abs() <= 2e-6 * want.abs().max(1.0), "{act:?}({x}): {y} vs {want}");
+                assert!(
+                    (*y as f64 - want).abs() <= 2e-6 * want.abs().max(1.0),
+                    "{act:?}({x}): {y} vs {want}"
+                );
             }
         }
     }
