@@ -390,7 +390,7 @@ fn activate(act: HiddenAct, xs: &mut [f32]) {
 /// vectorizes where `f32::exp` is a call per element. Below -87 the result is 2^-126 rather
 /// than a denormal, which softmax does not notice.
 #[inline(always)]
-pub fn exp_nonpositive(x: f32) -> f32 {
+fn exp_nonpositive(x: f32) -> f32 {
     let x = x.clamp(-87.0, 0.0);
     // Round x / ln 2 to the nearest integer by adding and removing 1.5 * 2^23.
     const SHIFT: f32 = 12_582_912.0;
