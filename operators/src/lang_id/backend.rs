@@ -2,6 +2,7 @@
 //! file; lacks Swahili and gives only its top label).
 
 use super::codes::LangCode;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// One label with its confidence.
@@ -20,6 +21,8 @@ pub trait LangIdBackend: Send + Sync {
 /// fastText, through the `fasttext` crate (the C++ library, bundled).
 pub struct FastTextBackend {
     model: fasttext::FastText,
+    /// The model's labels (`__label__hi`) parsed once.
+    labels: HashMap<String, LangCode>,
 }
 
 impl FastTextBackend {
@@ -30,7 +33,10 @@ impl FastTextBackend {
             return Err(format!("{}: no such model file", path.display()));
         }
         model.load_model(p).map_err(|e| format!("loading {}: {e}", path.display()))?;
-        Ok(FastTextBackend { model })
+        let (names, _) =
+            model.get_labels().map_err(|e| format!("{}: reading labels: {e}", path.display()))?;
+        let labels = names.into_iter().filter_map(|l| Some((l.clone(), LangCode::parse(&l)?))).collect();
+        Ok(FastTextBackend { model, labels })
     }
 }
 
@@ -51,7 +57,8 @@ impl LangIdBackend for FastTextBackend {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|p| {
-                Some(Prediction { lang: LangCode::parse(&p.label)?, conf: p.prob.clamp(0.0, 1.0) })
+                let lang = self.labels.get(&p.label).cloned().or_else(|| LangCode::parse(&p.label))?;
+                Some(Prediction { lang, conf: p.prob.clamp(0.0, 1.0) })
             })
             .collect()
     }

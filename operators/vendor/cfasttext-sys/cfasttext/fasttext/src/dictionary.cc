@@ -173,6 +173,26 @@ void Dictionary::computeSubwords(
     const std::string& word,
     std::vector<int32_t>& ngrams,
     std::vector<std::string>* substrings) const {
+  // xinstruct patch: without `substrings` (prediction), each n-gram's hash extends its
+  // prefix's (FNV-1a, as hash() computes it) instead of building and rehashing the string.
+  if (!substrings) {
+    for (size_t i = 0; i < word.size(); i++) {
+      if ((word[i] & 0xC0) == 0x80) {
+        continue;
+      }
+      uint32_t h = 2166136261;
+      for (size_t j = i, n = 1; j < word.size() && n <= args_->maxn; n++) {
+        h = (h ^ uint32_t(int8_t(word[j++]))) * 16777619;
+        while (j < word.size() && (word[j] & 0xC0) == 0x80) {
+          h = (h ^ uint32_t(int8_t(word[j++]))) * 16777619;
+        }
+        if (n >= args_->minn && !(n == 1 && (i == 0 || j == word.size()))) {
+          pushHash(ngrams, h % args_->bucket);
+        }
+      }
+    }
+    return;
+  }
   for (size_t i = 0; i < word.size(); i++) {
     std::string ngram;
     if ((word[i] & 0xC0) == 0x80) {
