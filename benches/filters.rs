@@ -202,7 +202,10 @@ fn main() {
             rate(docs, t),
             ours / (docs as f64 / t)
         ),
-        None => println!("| normalize + lang_id + quality | {} | datatrove | n/a | n/a |", rate(docs, chain_secs)),
+        None => println!(
+            "| normalize + lang_id + quality ({kept} kept) | {} | datatrove | n/a | n/a |",
+            rate(docs, chain_secs)
+        ),
     }
     println!("| normalize alone | {} | | | |", rate(texts.len(), normalize_secs));
     println!("| quality alone | {} | | | |", rate(labelled_texts.len(), quality_secs));
