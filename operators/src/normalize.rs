@@ -271,6 +271,29 @@ mod tests {
     }
 
     #[test]
+    fn composes_decomposed_indic_vowel_signs_and_leaves_nfc_text_alone() {
+        // Bengali O = E sign + AA sign, Tamil O = E sign + AA sign: NFC composes both.
+        assert_eq!(norm("ক\u{9C7}\u{9BE}ল").unwrap(), "ক\u{9CB}ল");
+        assert_eq!(norm("க\u{BC6}\u{BBE}டு").unwrap(), "க\u{BCA}டு");
+        let nfc = "সমস্ত মানুষ স্বাধীনভাবে সমান মর্যাদা এবং অধিকার নিয়ে জন্মগ্রহণ করে।";
+        assert_eq!(norm(nfc).unwrap(), nfc);
+    }
+
+    #[test]
+    fn collapses_spaces_like_splitting_and_joining() {
+        let mut out = String::new();
+        for line in ["a b c", "  a  b ", "a", " ", "", "a  b", "a b ", " a b", "हर  व्यक्ति को"]
+        {
+            collapse_spaces(line, &mut out);
+            assert_eq!(
+                out,
+                line.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" "),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
     fn lone_carriage_returns_controls_and_unicode_spaces() {
         assert_eq!(norm("a\rb\u{7}c\u{85}d\u{1F}e\u{3000}f\u{2028}g").unwrap(), "a\nbc de f g");
         assert_eq!(norm("x\r\n\ry \u{7f}").unwrap(), "x\n\ny");

@@ -619,6 +619,40 @@ mod tests {
         assert_eq!(words("सभी मनुष्यों को गौरव और अधिकारों").len(), 6);
     }
 
+    /// The UDHR paragraphs of the test fixtures, every language.
+    fn udhr() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/udhr_paragraphs.tsv");
+        std::fs::read_to_string(path)
+            .expect("fixture")
+            .lines()
+            .filter_map(|l| l.split_once('\t').map(|(_, p)| p.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn shortcuts_count_what_the_full_counts_do() {
+        let paragraphs = udhr();
+        assert!(paragraphs.len() > 700);
+        for p in &paragraphs {
+            if !p.chars().any(needs_dictionary) {
+                assert_eq!(words(p), p.unicode_words().collect::<Vec<_>>(), "{p}");
+            }
+            for line in p.split(['।', '.', ',']) {
+                let full = if line.chars().any(needs_dictionary) {
+                    words(line).len()
+                } else {
+                    line.split_whitespace().count()
+                };
+                for n in 0..6 {
+                    assert_eq!(has_words(line, n), full >= n, "{n} {line}");
+                }
+            }
+        }
+        for s in ["", "..", "...", "....", "......", ".......", "a...b..c....", ". . .", "…...x"] {
+            assert_eq!(ellipses(s), s.matches("...").count(), "{s:?}");
+        }
+    }
+
     #[test]
     fn repetition_and_c4_rules() {
         let q = QualityFilter::new(&QualityConfig::default());

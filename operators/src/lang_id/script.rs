@@ -249,6 +249,13 @@ mod tests {
     }
 
     #[test]
+    fn script_table_equals_unicode_script() {
+        for c in (0..0x11000u32).filter_map(char::from_u32) {
+            assert_eq!(script_of(c), c.script(), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
     fn latin_checks() {
         let id = "Setiap orang berhak atas kebebasan berpikir, berkeyakinan dan beragama; dalam hak ini termasuk kebebasan berganti agama atau kepercayaan, dan kebebasan untuk menyatakan agama atau kepercayaan dengan cara mengajarkannya, melakukannya, beribadat dan mentaatinya, baik sendiri maupun bersama-sama dengan orang lain, dan baik di tempat umum maupun yang tersendiri. Hal ini adalah karena setiap orang dapat.";
         assert_eq!(latin_check("id", id, 0.03), LatinCheck::Ok);
