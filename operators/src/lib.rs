@@ -5,6 +5,7 @@
 //! method, per-operator [`stats::OpStats`], and a rejects collection whose records carry
 //! their origin and reason.
 
+pub(crate) mod chars;
 pub mod dedup;
 pub mod diversity;
 pub mod doc;

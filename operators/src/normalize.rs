@@ -199,10 +199,7 @@ fn collapse_spaces(line: &str, out: &mut String) {
     out.clear();
     let b = line.as_bytes();
     // Most lines have single spaces and no space at either end: copied whole.
-    if !b.first().is_some_and(|c| *c == b' ')
-        && !b.last().is_some_and(|c| *c == b' ')
-        && !b.windows(2).any(|w| w == b"  ")
-    {
+    if b.first() != Some(&b' ') && b.last() != Some(&b' ') && !b.windows(2).any(|w| w == b"  ") {
         out.push_str(line);
         return;
     }

@@ -5,6 +5,7 @@
 //! label that `lang_id` set. The C4 line filter drops lines, so the kept text can be shorter.
 //! Stateless.
 
+use crate::chars::is_letter;
 use crate::doc::{Doc, Reject};
 use crate::filter::{rewrite_text, split_docs};
 use crate::lang_id::script::stopwords;
@@ -197,23 +198,6 @@ fn has_words(line: &str, n: usize) -> bool {
         dictionary_words(line).nth(n - 1).is_some()
     } else {
         line.split_whitespace().nth(n - 1).is_some()
-    }
-}
-
-/// Unicode `Alphabetic`, from a bit table for the Basic Multilingual Plane (the standard
-/// library's lookup for non-ASCII characters was 5% of the filter chain).
-pub(crate) fn is_letter(c: char) -> bool {
-    static BMP: std::sync::LazyLock<Box<[u64]>> = std::sync::LazyLock::new(|| {
-        let mut bits = vec![0u64; 0x10000 / 64];
-        for c in (0..0x10000u32).filter_map(char::from_u32).filter(|c| c.is_alphabetic()) {
-            bits[c as usize / 64] |= 1 << (c as u32 % 64);
-        }
-        bits.into_boxed_slice()
-    });
-    match c as u32 {
-        cp if cp < 0x80 => c.is_ascii_alphabetic(),
-        cp if cp < 0x10000 => BMP[cp as usize / 64] >> (cp % 64) & 1 == 1,
-        _ => c.is_alphabetic(),
     }
 }
 
@@ -601,13 +585,6 @@ impl<'s> Quality<'s> for VecCollection<'s, Epoch, Doc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn letter_table_equals_the_standard_library() {
-        for c in (0..0x11000u32).filter_map(char::from_u32) {
-            assert_eq!(is_letter(c), c.is_alphabetic(), "{c:?} U+{:04X}", c as u32);
-        }
-    }
 
     #[test]
     fn thai_text_is_split_into_words() {

@@ -1,9 +1,9 @@
 //! Script and orthography checks that catch what a language-ID model gets wrong: a Hindi
 //! label on romanized text, Malay read as Indonesian, English boilerplate read as Swahili.
 
-use crate::quality::is_letter;
+use crate::chars::{is_letter, script_of};
 use std::collections::HashMap;
-use unicode_script::{Script, UnicodeScript};
+use unicode_script::Script;
 
 /// The dominant script of a text (ISO 15924 short name) and the fraction of letters in it.
 /// Common and inherited characters (digits, punctuation, combining marks) are not counted.
@@ -23,18 +23,6 @@ pub fn dominant_script(text: &str) -> Option<(&'static str, f64)> {
     }
     let (script, n) = counts.into_iter().max_by_key(|(s, n)| (*n, s.short_name()))?;
     Some((script.short_name(), n as f64 / total as f64))
-}
-
-/// The script of a character, from a table for the Basic Multilingual Plane (unicode-script's
-/// binary search per character was 5% of the filter chain).
-fn script_of(c: char) -> Script {
-    static BMP: std::sync::LazyLock<Box<[Script]>> = std::sync::LazyLock::new(|| {
-        (0..0x10000u32).map(|u| char::from_u32(u).map_or(Script::Unknown, |c| c.script())).collect()
-    });
-    match c as u32 {
-        u if u < 0x10000 => BMP[u as usize],
-        _ => c.script(),
-    }
 }
 
 /// Characters a script check looks at: the first this many script-bearing characters (enough
@@ -246,13 +234,6 @@ mod tests {
         assert_eq!(dominant_script("123 !!! ..."), None);
         let mixed = script_fraction("Hindi: सभी मनुष्यों", "Deva").unwrap();
         assert!(mixed > 0.5 && mixed < 1.0, "{mixed}");
-    }
-
-    #[test]
-    fn script_table_equals_unicode_script() {
-        for c in (0..0x11000u32).filter_map(char::from_u32) {
-            assert_eq!(script_of(c), c.script(), "U+{:04X}", c as u32);
-        }
     }
 
     #[test]
