@@ -11,7 +11,7 @@ pub fn dominant_script(text: &str) -> Option<(&'static str, f64)> {
     let mut counts: HashMap<Script, usize> = HashMap::new();
     let mut total = 0usize;
     for c in text.chars() {
-        if !c.is_alphabetic() {
+        if !is_letter(c) {
             continue;
         }
         let s = script_of(c);
