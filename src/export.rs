@@ -1,7 +1,9 @@
 //! `xinst export`: the dataset's pairs as training files — Alpaca, ShareGPT or flat JSON
 //! Lines — with the paper's "Answer in {Language}." appended to each instruction, and the
-//! `dataset_info.json` entry LLaMA-Factory reads. Every format is JSON Lines, which both HF
-//! `datasets.load_dataset("json", …)` and LLaMA-Factory load.
+//! `dataset_info.json` entry LLaMA-Factory reads (one per name and format: `xinstruct_alpaca`,
+//! `xinstruct_sharegpt`, so several exports share one folder), and an axolotl `datasets:`
+//! snippet beside the file (`<file>.axolotl.yaml`). Every format is JSON Lines, which HF
+//! `datasets.load_dataset("json", …)`, LLaMA-Factory and axolotl load.
 
 use crate::sql::SqlSession;
 use anyhow::{Context, Result};
@@ -35,7 +37,7 @@ pub struct ExportOptions {
     pub labels: Vec<String>,
     /// Leave out pairs flagged as translation requests.
     pub drop_translate: bool,
-    /// The dataset's name in `dataset_info.json`.
+    /// The dataset's name; its `dataset_info.json` entry is `<name>_<format>`.
     pub name: String,
     /// Only the pairs `xinst diversify` selected, in its order per language.
     pub selected: bool,
@@ -47,6 +49,9 @@ pub struct Exported {
     pub rows: u64,
     pub by_lang: BTreeMap<String, u64>,
     pub dataset_info: PathBuf,
+    /// The entry's name in it.
+    pub entry: String,
+    pub axolotl: PathBuf,
 }
 
 struct Row {
@@ -110,6 +115,27 @@ pub fn dataset_info_entry(file_name: &str, format: ExportFormat) -> Value {
             "columns": {"prompt": "instruction", "response": "output"},
         }),
     }
+}
+
+impl ExportFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Alpaca => "alpaca",
+            ExportFormat::Sharegpt => "sharegpt",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// The axolotl `datasets:` entry for an exported file (YAML).
+pub fn axolotl_snippet(path: &str, format: ExportFormat) -> String {
+    let path = serde_json::to_string(path).unwrap_or_default();
+    let body = match format {
+        // The flat format carries `instruction` and `output` too, which axolotl's alpaca reads.
+        ExportFormat::Alpaca | ExportFormat::Jsonl => "    type: alpaca\n".to_string(),
+        ExportFormat::Sharegpt => "    type: chat_template\n    field_messages: conversations\n    message_property_mappings:\n      role: from\n      content: value\n    roles:\n      user: [\"human\"]\n      assistant: [\"gpt\"]\n".to_string(),
+    };
+    format!("# axolotl: paste under your config's `datasets:` (written by xinst export)\ndatasets:\n  - path: {path}\n    ds_type: json\n{body}")
 }
 
 /// Adds (or replaces) `name` in the `dataset_info.json` beside `out`, keeping other entries.
@@ -197,8 +223,14 @@ pub async fn export(session: &SqlSession, opts: &ExportOptions) -> Result<Export
     drop(w);
     std::fs::rename(&tmp, &opts.out).with_context(|| format!("writing {}", opts.out.display()))?;
     let file_name = opts.out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    done.entry = format!("{}_{}", opts.name, opts.format.name());
     done.dataset_info =
-        write_dataset_info(&opts.out, &opts.name, dataset_info_entry(&file_name, opts.format))?;
+        write_dataset_info(&opts.out, &done.entry, dataset_info_entry(&file_name, opts.format))?;
+    let mut axolotl = opts.out.clone().into_os_string();
+    axolotl.push(".axolotl.yaml");
+    done.axolotl = PathBuf::from(axolotl);
+    std::fs::write(&done.axolotl, axolotl_snippet(&opts.out.display().to_string(), opts.format))
+        .with_context(|| format!("writing {}", done.axolotl.display()))?;
     Ok(done)
 }
 
@@ -214,5 +246,16 @@ mod tests {
         );
         assert_eq!(with_suffix("Why? ", "hi", "Answer in {language}."), "Why? Answer in Hindi.");
         assert_eq!(with_suffix("Why?", "hi", ""), "Why?");
+    }
+
+    #[test]
+    fn axolotl_snippets_name_the_file_and_format() {
+        assert_eq!(
+            axolotl_snippet("train/a.jsonl", ExportFormat::Alpaca),
+            "# axolotl: paste under your config's `datasets:` (written by xinst export)\ndatasets:\n  - path: \"train/a.jsonl\"\n    ds_type: json\n    type: alpaca\n"
+        );
+        let s = axolotl_snippet("s.jsonl", ExportFormat::Sharegpt);
+        assert!(s.contains("type: chat_template\n    field_messages: conversations\n"), "{s}");
+        assert!(s.contains("user: [\"human\"]") && s.contains("assistant: [\"gpt\"]"), "{s}");
     }
 }

@@ -157,7 +157,7 @@ enum Command {
         /// Leave out pairs flagged as translation requests.
         #[arg(long)]
         drop_translate: bool,
-        /// The dataset's name in dataset_info.json.
+        /// The dataset's name: its dataset_info.json entry is NAME_FORMAT (xinstruct_alpaca, …).
         #[arg(long, default_value = "xinstruct")]
         name: String,
         /// Only the pairs `xinst diversify` selected (the per-language quota).
@@ -387,11 +387,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             })?;
             let langs: Vec<String> = done.by_lang.iter().map(|(l, n)| format!("{l} {n}")).collect();
             eprintln!(
-                "{} pairs -> {} ({}); {}",
+                "{} pairs -> {} ({}); {} entry {:?}; axolotl: {}",
                 done.rows,
                 opts.out.display(),
                 if langs.is_empty() { "none".to_string() } else { langs.join(", ") },
-                done.dataset_info.display()
+                done.dataset_info.display(),
+                done.entry,
+                done.axolotl.display()
             );
             Ok(0)
         }

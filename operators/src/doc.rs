@@ -58,6 +58,9 @@ pub struct Pair {
     pub instruction_lang: String,
     /// The instruction only asks to translate (flagged; kept or dropped by config).
     pub translate: bool,
+    /// While a refinement round judges a new instruction: the pair it would replace. Never
+    /// written; refine keeps whichever of the two the judge rates higher.
+    pub prior: Option<Box<Pair>>,
 }
 
 impl Doc {

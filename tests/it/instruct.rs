@@ -163,9 +163,25 @@ fn pairs_end_to_end_with_memo_and_template_versions() {
     }
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(exp.join("dataset_info.json")).unwrap()).unwrap();
-    assert_eq!(info["alpaca"]["file_name"], "a.jsonl");
-    assert_eq!(info["sharegpt"]["formatting"], "sharegpt");
-    assert_eq!(info["jsonl"]["columns"]["response"], "output");
+    assert_eq!(info["alpaca_alpaca"]["file_name"], "a.jsonl");
+    assert_eq!(info["sharegpt_sharegpt"]["formatting"], "sharegpt");
+    assert_eq!(info["jsonl_jsonl"]["columns"]["response"], "output");
+    // The same name in several formats: one entry each, none overwritten.
+    for (format, file) in [("alpaca", "x-a.jsonl"), ("sharegpt", "x-s.jsonl")] {
+        let out = xinst()
+            .args(["export", "--data", out1.to_str().unwrap(), "--format", format, "--out"])
+            .arg(exp.join(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exp.join("dataset_info.json")).unwrap()).unwrap();
+    assert_eq!(info["xinstruct_alpaca"]["file_name"], "x-a.jsonl");
+    assert_eq!(info["xinstruct_sharegpt"]["file_name"], "x-s.jsonl");
+    assert_eq!(info["alpaca_alpaca"]["file_name"], "a.jsonl", "other entries are kept");
+    let axolotl = std::fs::read_to_string(exp.join("x-s.jsonl.axolotl.yaml")).unwrap();
+    assert!(axolotl.contains("x-s.jsonl\"\n    ds_type: json\n    type: chat_template"), "{axolotl}");
 }
 
 #[test]

@@ -132,4 +132,9 @@ pub trait Generator: Send + Sync {
     /// A short human name (`gemma-3-270m`, a server's model id).
     fn name(&self) -> String;
     fn generate(&self, batch: Vec<GenRequest>) -> Vec<GenOutcome>;
+    /// Whether requests may carry a JSON schema ([`SamplingParams::json_schema`]) that the
+    /// backend enforces on its answer (structured output).
+    fn json_schema(&self) -> bool {
+        false
+    }
 }

@@ -26,6 +26,10 @@ pub struct OpenAiConfig {
     pub retries: u32,
     /// First backoff; doubles each retry (full jitter), capped at 30 s.
     pub backoff_ms: u64,
+    /// Send the evaluator's JSON schema as `response_format` (`json_schema`), which vLLM's and
+    /// llama.cpp's servers enforce with constrained decoding. Turn off for servers that refuse
+    /// the field.
+    pub structured_output: bool,
 }
 
 impl Default for OpenAiConfig {
@@ -38,6 +42,7 @@ impl Default for OpenAiConfig {
             timeout_secs: 120,
             retries: 4,
             backoff_ms: 500,
+            structured_output: true,
         }
     }
 }
@@ -116,6 +121,13 @@ impl OpenAiGenerator {
         let server_stops: Vec<&String> = p.stop.iter().filter(|s| !s.trim().is_empty()).collect();
         if !server_stops.is_empty() {
             body["stop"] = json!(server_stops);
+        }
+        if let Some(schema) = p.json_schema.as_deref().filter(|_| self.cfg.structured_output) {
+            let schema: Value = serde_json::from_str(schema).unwrap_or(Value::Null);
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": schema, "strict": true},
+            });
         }
         match &req.prompt {
             Prompt::Text(t) => {
@@ -231,6 +243,9 @@ impl Generator for OpenAiGenerator {
     }
     fn name(&self) -> String {
         self.cfg.model.clone()
+    }
+    fn json_schema(&self) -> bool {
+        self.cfg.structured_output
     }
     fn generate(&self, batch: Vec<GenRequest>) -> Vec<GenOutcome> {
         use futures_util::StreamExt;

@@ -32,6 +32,11 @@ pub struct SamplingParams {
     pub seed: u64,
     /// Keep going past end-of-sequence tokens (benchmarks: exactly max_new_tokens each).
     pub ignore_eos: bool,
+    /// A JSON schema the answer must follow, for backends that enforce one (OpenAI-compatible
+    /// servers: `response_format`). Left out of the cache key when unset, so requests without
+    /// one keep their memo entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<String>,
 }
 
 impl Default for SamplingParams {
@@ -47,6 +52,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             seed: 42,
             ignore_eos: false,
+            json_schema: None,
         }
     }
 }

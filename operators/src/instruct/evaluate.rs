@@ -1,14 +1,20 @@
 //! `evaluate`: an evaluator model labels each pair **good / flawed / bad** (the paper's three
-//! levels) with an optional 1–5 score and a one-line reason. The evaluator prompt is versioned
-//! and configurable; the evaluator may be another model than the generator. An answer that
-//! cannot be read is asked again (sampled, another seed) up to `retries` times; still
-//! unreadable → label `unknown`, counted as `unknown`. So is an answer whose reason is copied
-//! from the prompt's worked examples (small models do that). Generator errors are rejects.
+//! levels) with a 1–5 score and a one-line reason, the reason asked for first. The evaluator
+//! prompt is versioned and configurable; the evaluator may be another model than the
+//! generator, and sees the same response text the generator saw. Servers that enforce a JSON
+//! schema get one ([`super::verdict::verdict_schema`]). The answer is read by
+//! [`super::verdict::parse_evaluation`]; one that cannot be trusted (unreadable, a label that
+//! contradicts its score, a refusal) is asked again (sampled, another seed) up to `retries`
+//! times; still untrusted → label `unknown`, counted as `unknown` and by its issue
+//! (`eval_inconsistent`, …). So is an answer whose reason is copied from the prompt's worked
+//! examples (small models do that). Generator errors are rejects.
 //!
 //! A bounded chain of `generate` operators (one per attempt); holds nothing beyond them.
 
 use super::models::{doc_seed, language_name, prompt_text, StageModels};
-use super::prompt::{parse_evaluation, BuiltIn, Label, Template, TemplateChoice};
+use super::prompt::{BuiltIn, Template, TemplateChoice};
+use super::self_check::{in_sample, judged, twins_of};
+use super::verdict::{parse_evaluation, verdict_schema, Label};
 use crate::doc::{Doc, Reject};
 use crate::filter::split_map;
 use crate::generate::{GenRequest, GenResult, GenerateExt, SamplingParams};
@@ -28,17 +34,30 @@ pub struct EvaluateConfig {
     pub max_new_tokens: usize,
     /// Further attempts (sampled at temperature 0.7) when the answer cannot be read.
     pub retries: u32,
-    /// Characters of the response put into the prompt.
+    /// Characters of the response put into the prompt: keep it equal to
+    /// `[reverse_instruction] max_text_chars`, so the judge sees what the generator saw.
     pub max_text_chars: usize,
+    /// Ask backends that enforce a JSON schema for a JSON verdict (see `[openai]
+    /// structured_output`).
+    pub structured: bool,
+    /// Share of the evaluated pairs that also get a mismatched twin judged, for the judge's
+    /// discrimination ([`super::self_check`]); 0 = off.
+    pub self_check_rate: f64,
+    /// Below this discrimination (AUC of true vs mismatched pairs) the run warns that the
+    /// labels carry little information.
+    pub min_discrimination: f64,
 }
 
 impl Default for EvaluateConfig {
     fn default() -> Self {
         EvaluateConfig {
             template: TemplateChoice::BuiltIn(BuiltIn::EvaluateFewshot),
-            max_new_tokens: 40,
+            max_new_tokens: 64,
             retries: 1,
-            max_text_chars: 1200,
+            max_text_chars: 2000,
+            structured: true,
+            self_check_rate: 0.25,
+            min_discrimination: 0.65,
         }
     }
 }
@@ -48,7 +67,8 @@ impl EvaluateConfig {
         self.template.resolve("evaluate", &["instruction", "text"])
     }
 
-    fn request(&self, template: &Template, doc: &Doc, attempt: u32) -> GenRequest {
+    /// The judge's request for `doc`'s pair; `json`: the backend enforces a JSON schema.
+    pub fn request(&self, template: &Template, doc: &Doc, attempt: u32, json: bool) -> GenRequest {
         let text = prompt_text(doc, self.max_text_chars);
         let instruction = doc.pair.as_ref().map(|p| p.instruction.clone()).unwrap_or_default();
         let lang = language_name(doc);
@@ -59,6 +79,9 @@ impl EvaluateConfig {
             params.seed = doc_seed(doc, 1000 + attempt as u64);
         }
         params.stop = vec!["###".into(), "\n\n".into()];
+        if json && self.structured {
+            params.json_schema = Some(verdict_schema().to_string());
+        }
         GenRequest {
             prompt: template.prompt(&[("instruction", &instruction), ("text", &text), ("language", &lang)]),
             params,
@@ -82,6 +105,9 @@ fn label_pair(
     if e.reason.chars().count() >= 12 && template_text.contains(e.reason.as_str()) {
         e.label = Label::Unknown;
         e.reason = format!("copied from the prompt's examples: {}", e.reason);
+    } else if let Some(issue) = e.issue {
+        e.reason =
+            format!("{}: {}", issue.reason(), if e.reason.is_empty() { r.text.trim() } else { &e.reason });
     }
     if let Some(pair) = doc.pair.as_mut() {
         pair.label = e.label.as_str().to_string();
@@ -99,6 +125,57 @@ fn label_pair(
 
 fn is_unknown(doc: &Doc) -> bool {
     doc.pair.as_ref().is_some_and(|p| p.label == Label::Unknown.as_str())
+}
+
+/// Judges mismatched twins of a sample of `evaluated` and counts how often the true pair wins
+/// (see [`super::self_check`]). Returns an empty collection that completes when the check
+/// does, so the run's epochs wait for it.
+fn self_check<'s>(
+    evaluated: VecCollection<'s, Epoch, Doc>,
+    name: &str,
+    cfg: &EvaluateConfig,
+    template: &Template,
+    models: &StageModels,
+    stats: &StatsRegistry,
+) -> VecCollection<'s, Epoch, Doc> {
+    let rate = cfg.self_check_rate;
+    let check_name = format!("{name}.self_check");
+    let sampled = evaluated
+        .filter(move |d: &Doc| d.pair.as_ref().is_some_and(|p| !p.label.is_empty()) && in_sample(d, rate));
+    let twins = twins_of(sampled.clone(), &format!("{name}.twins"));
+    let op = models.evaluator_op(template.stage_key());
+    let (req_cfg, req_template, json) = (cfg.clone(), template.clone(), models.evaluator.json_schema());
+    let judged_twins = twins.generate_named(&check_name, &op, stats, move |doc: &Doc| {
+        Ok(req_cfg.request(&req_template, doc, 0, json))
+    });
+    let twin_verdicts = judged_twins.map(|(d, r)| {
+        let e = parse_evaluation(if r.ok { &r.text } else { "" });
+        (d.id, judged(e.label.as_str(), e.score))
+    });
+    let true_verdicts = sampled.map(|d| {
+        let verdict = d.pair.as_ref().and_then(|p| judged(&p.label, p.score));
+        (d.id, verdict)
+    });
+    let counted = stats.clone();
+    true_verdicts
+        .join_map(twin_verdicts, |_, t, m| (*t, *m))
+        .inspect(move |((t, m), _, diff)| {
+            if *diff <= 0 {
+                return;
+            }
+            counted.with(&check_name, |s| match (t, m) {
+                (Some(t), Some(m)) => {
+                    s.count("pairs", 1);
+                    if t > m {
+                        s.count("wins", 1);
+                    } else if t == m {
+                        s.count("ties", 1);
+                    }
+                }
+                _ => s.count("unreadable", 1),
+            });
+        })
+        .flat_map(|_| Option::<Doc>::None)
 }
 
 pub trait Evaluate<'s> {
@@ -149,17 +226,28 @@ impl<'s> Evaluate<'s> for VecCollection<'s, Epoch, Doc> {
         for attempt in 0..=cfg.retries {
             let op_name = if attempt == 0 { name.to_string() } else { format!("{name}.retry") };
             let op = models.evaluator_op(stage.clone());
-            let (req_cfg, req_template) = (cfg.clone(), template.clone());
+            let (req_cfg, req_template, json) =
+                (cfg.clone(), template.clone(), models.evaluator.json_schema());
             let results = pending.clone().generate_named(&op_name, &op, stats, move |doc: &Doc| {
-                Ok(req_cfg.request(&req_template, doc, attempt))
+                Ok(req_cfg.request(&req_template, doc, attempt, json))
             });
             let (ev, st, on, tt) = (evaluator.clone(), stage.clone(), op_name.clone(), template.text.clone());
             let counted = stats.clone();
             let (labelled, failed) = split_map(results, &op_name, stats, move |item| {
                 let verdict = label_pair(item, &on, &ev, &st, &tt);
                 if let Ok(Some(p)) = verdict.as_ref().map(|d| d.pair.as_ref()) {
-                    // The label distribution of this attempt (`label.good`, …).
-                    counted.with(&on, |s| s.count(&format!("label.{}", p.label), 1));
+                    // The label distribution of this attempt (`label.good`, …), and why the
+                    // unknown ones are (`eval_inconsistent`, …).
+                    counted.with(&on, |s| {
+                        s.count(&format!("label.{}", p.label), 1);
+                        if let Some((issue, _)) =
+                            p.eval_reason.split_once(':').filter(|_| p.label == "unknown")
+                        {
+                            if issue.starts_with("eval_") {
+                                s.count(issue, 1);
+                            }
+                        }
+                    });
                 }
                 verdict
             });
@@ -181,6 +269,9 @@ impl<'s> Evaluate<'s> for VecCollection<'s, Epoch, Doc> {
             }
         }
         let rejects = rejects.ok_or("evaluate: no attempt")?;
+        if cfg.self_check_rate > 0.0 {
+            done = done.clone().concat(self_check(done, name, cfg, &template, models, stats));
+        }
         Ok((done, rejects))
     }
 }

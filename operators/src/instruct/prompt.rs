@@ -9,15 +9,17 @@
 //!   it is put into a prompt (tokenizers match special tokens anywhere in the text).
 //! * [`clean_instruction`]: the generated instruction cut at stop markers, stripped of labels and
 //!   quotes, bounded in length; or a reject reason.
-//! * [`parse_evaluation`]: the evaluator's good / flawed / bad label, 1–5 score and reason.
 
 use serde::{Deserialize, Serialize};
 
 /// The authors' reverse-instruction prompt (Li et al. 2024), verbatim.
 pub const REVERSE_PAPER: &str = "Below is a text that describes a candidate output. Write an English instruction that can take the given text as an appropriate answer.\n\n### Text:\n{text}\n\n### English Instruction:";
 
-/// The default evaluator prompt: the paper's three levels, a score and a one-line reason.
-pub const EVALUATE_DEFAULT: &str = "You are checking an instruction-tuning example. The response is natural text in {language}; the instruction is in English.\n\nRate whether the response is an appropriate answer to the instruction:\n- good: the instruction asks for exactly what the response gives\n- flawed: related, but the instruction is vague, asks for more or less than the response gives, or has errors\n- bad: unrelated, not an instruction, or not in English\n\n### Instruction:\n{instruction}\n\n### Response:\n{text}\n\nAnswer in three lines:\nLabel: good|flawed|bad\nScore: 1-5\nReason: one sentence\n\nLabel:";
+/// The zero-shot evaluator prompt (for instruction-following evaluators), version 2: a rubric
+/// for both fit (instruction ↔ response) and the response's own worth as an answer (the web-text
+/// concern of instruction backtranslation: boilerplate, navigation, fragments), and the reason
+/// asked for before the verdict, so the judge reasons before it commits.
+pub const EVALUATE_DEFAULT: &str = "You are reviewing an example for instruction tuning. The response is natural web text in {language}; the instruction is in English and was written for that text.\n\nJudge two things:\n1. Fit: does the response answer the instruction - what it asks, no more and no less?\n2. Quality: is the response useful, self-contained content, not boilerplate, navigation, an advertisement, a forum thread or a fragment?\n\nLabels:\n- good: a clear request that the response answers well, and the response is useful content\n- flawed: related, but the instruction is vague or asks for more or less than the response gives, or the response is only partly useful\n- bad: unrelated, not a request, not in English, or the response is not useful content\n\n### Instruction:\n{instruction}\n\n### Response:\n{text}\n\nAnswer in three lines, the reason first:\nReason: one sentence\nLabel: one of the three labels\nScore: a number from 1 (worst) to 5 (best)\n\nReason:";
 
 /// Few-shot reverse instruction for base models: the authors' prompt with two worked examples
 /// (in languages other than the targets' scripts mix), so a small base model answers with one
@@ -28,9 +30,10 @@ pub const REVERSE_FEWSHOT: &str = "Below is a text that describes a candidate ou
 /// template, or sent to `/v1/chat/completions`).
 pub const REVERSE_CHAT: &str = "Here is a text in {language}. Write the English instruction (a request or question a user might ask) to which this text is an appropriate answer. Reply with the instruction only, in one line.\n\nText:\n{text}";
 
-/// Few-shot evaluator for base and small models: three rated examples, one per label, then
-/// `### Rating:`; the model answers `label, score. reason`.
-pub const EVALUATE_FEWSHOT: &str = "Rate how well the response answers the English instruction: good, flawed or bad, then a score from 1 to 5 and a short reason.\n\n### Instruction:\nHow do I cook rice properly?\n### Response:\nKwa kupika wali mzuri, osha mchele mara mbili, tumia vikombe viwili vya maji kwa kila kikombe cha mchele, na upike kwa moto mdogo kwa dakika ishirini.\n### Rating:\ngood, 5. The response explains how to cook rice.\n\n### Instruction:\nWrite a poem about the sea.\n### Response:\nHelsinki on Suomen pääkaupunki ja suurin kaupunki. Se sijaitsee Suomenlahden rannalla.\n### Rating:\nbad, 1. The response is about Helsinki, not a poem about the sea.\n\n### Instruction:\nWhat is this text about?\n### Response:\nIstanbul, Türkiye'nin en kalabalık şehridir ve iki kıtaya yayılır.\n### Rating:\nflawed, 3. The instruction is too vague; it should ask about Istanbul.\n\n### Instruction:\n{instruction}\n### Response:\n{text}\n### Rating:\n";
+/// Few-shot evaluator for base and small models, version 2: the rubric, then four rated
+/// examples (one per label, and web boilerplate as bad), each a reason first, then the label and
+/// the score; the prompt ends in `Reason:`.
+pub const EVALUATE_FEWSHOT: &str = "Rate an instruction-tuning example. The response is web text in another language; the instruction is English. Judge whether the response answers the instruction, and whether the response is useful content rather than boilerplate or a fragment.\ngood: the instruction asks for what the response gives, and the response is useful.\nflawed: related, but the instruction is vague or asks for more or less than the response gives.\nbad: unrelated, not a request, or the response is not useful content.\nGive a short reason, then the label, then a score from 1 to 5.\n\n### Instruction:\nHow do I cook rice properly?\n### Response:\nKwa kupika wali mzuri, osha mchele mara mbili, tumia vikombe viwili vya maji kwa kila kikombe cha mchele, na upike kwa moto mdogo kwa dakika ishirini.\n### Rating:\nReason: The response gives the steps for cooking rice, which is what the instruction asks.\nLabel: good\nScore: 5\n\n### Instruction:\nWrite a poem about the sea.\n### Response:\nHelsinki on Suomen pääkaupunki ja suurin kaupunki. Se sijaitsee Suomenlahden rannalla.\n### Rating:\nReason: The response describes Helsinki; it is not a poem and not about the sea.\nLabel: bad\nScore: 1\n\n### Instruction:\nWhat is this text about?\n### Response:\nIstanbul, Türkiye'nin en kalabalık şehridir ve iki kıtaya yayılır.\n### Rating:\nReason: The response is about Istanbul, but the instruction is too vague to ask for it.\nLabel: flawed\nScore: 3\n\n### Instruction:\nDescribe the services on this page.\n### Response:\nKirjaudu sisään | Rekisteröidy | Ota yhteyttä | Tietosuojaseloste | © 2024 Kaikki oikeudet pidätetään.\n### Rating:\nReason: The response is website navigation and a copyright line, not useful content.\nLabel: bad\nScore: 1\n\n### Instruction:\n{instruction}\n### Response:\n{text}\n### Rating:\nReason:";
 
 /// Refinement: the flawed instruction and the evaluator's reason, asking for a better one.
 pub const REFINE_DEFAULT: &str = "Below is a text that describes a candidate output, and an English instruction for it that a reviewer found flawed. Write a better English instruction that can take the given text as an appropriate answer.\n\n### Text:\n{text}\n\n### Flawed Instruction:\n{instruction}\n\n### Reviewer's Note:\n{reason}\n\n### Better English Instruction:";
@@ -57,7 +60,8 @@ pub enum TemplateChoice {
     Custom(Template),
 }
 
-/// The built-in templates (each at version 1).
+/// The built-in templates. Each has a version (see [`TemplateChoice::resolve`]): the evaluator
+/// templates are at 2 (reason first, the fit-and-quality rubric), the others at 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuiltIn {
@@ -81,15 +85,15 @@ impl TemplateChoice {
         let t = match self {
             TemplateChoice::Custom(t) => t.clone(),
             TemplateChoice::BuiltIn(b) => {
-                let (name, text, chat) = match b {
-                    BuiltIn::Paper => ("paper", REVERSE_PAPER, false),
-                    BuiltIn::Fewshot => ("fewshot", REVERSE_FEWSHOT, false),
-                    BuiltIn::Chat => ("chat", REVERSE_CHAT, true),
-                    BuiltIn::EvaluateFewshot => ("fewshot", EVALUATE_FEWSHOT, false),
-                    BuiltIn::EvaluateZeroShot => ("zero_shot", EVALUATE_DEFAULT, false),
-                    BuiltIn::Refine => ("refine", REFINE_DEFAULT, false),
+                let (name, version, text, chat) = match b {
+                    BuiltIn::Paper => ("paper", 1, REVERSE_PAPER, false),
+                    BuiltIn::Fewshot => ("fewshot", 1, REVERSE_FEWSHOT, false),
+                    BuiltIn::Chat => ("chat", 1, REVERSE_CHAT, true),
+                    BuiltIn::EvaluateFewshot => ("fewshot", 2, EVALUATE_FEWSHOT, false),
+                    BuiltIn::EvaluateZeroShot => ("zero_shot", 2, EVALUATE_DEFAULT, false),
+                    BuiltIn::Refine => ("refine", 1, REFINE_DEFAULT, false),
                 };
-                let mut t = Template::new(&format!("{stage}.{name}"), 1, text);
+                let mut t = Template::new(&format!("{stage}.{name}"), version, text);
                 t.chat = chat;
                 t
             }
@@ -294,15 +298,25 @@ impl Default for InstructionBounds {
 const LABELS: &[&str] =
     &["english instruction:", "instruction:", "english:", "prompt:", "question:", "task:", "answer:"];
 
+/// An instruction taken out of a raw generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cleaned {
+    pub instruction: String,
+    /// Something followed the instruction in the raw output (a marker, a blank line, a second
+    /// line) and was cut: the instruction itself ended before the token budget did.
+    pub cut: bool,
+}
+
 /// The instruction in a raw generation: cut at the first template marker or blank line after
-/// some text, stripped of a leading label, list marker and wrapping quotes, whitespace collapsed.
-/// Errors: `instruction_empty`, `instruction_too_short`, `instruction_too_long`,
-/// `instruction_copies_text` (it repeats the response instead of asking for it).
+/// some text, stripped of a leading label, list marker, wrapping quotes and markup (HTML tags),
+/// whitespace collapsed. Errors: `instruction_empty`, `instruction_too_short`,
+/// `instruction_too_long`, `instruction_copies_text` (it repeats the response instead of
+/// asking for it).
 pub fn clean_instruction(
     raw: &str,
     response: &str,
     bounds: &InstructionBounds,
-) -> Result<String, (&'static str, String)> {
+) -> Result<Cleaned, (&'static str, String)> {
     let mut s = raw.trim_start();
     // Cut at the next section marker or the first paragraph break once there is text.
     for marker in ["###", "\n\n", "<end_of_turn>", "<|im_end|>", "\nText:", "\nResponse:"] {
@@ -324,6 +338,9 @@ pub fn clean_instruction(
         }
         _ => s,
     };
+    // `s` is a slice of `raw`: whatever follows it was cut.
+    let end = s.as_ptr() as usize - raw.as_ptr() as usize + s.len();
+    let cut = !raw[end..].trim().is_empty();
     let mut s = s.trim().to_string();
     loop {
         let lower = s.to_lowercase();
@@ -344,6 +361,9 @@ pub fn clean_instruction(
             if s.len() >= 2 && s.starts_with(open) && s.ends_with(close) {
                 s = s[open.len_utf8()..s.len() - close.len_utf8()].trim().to_string();
             }
+        }
+        if s.contains('<') || s.contains('&') {
+            s = super::sanity::strip_markup(&s);
         }
         if s.len() == before {
             break;
@@ -369,120 +389,11 @@ pub fn clean_instruction(
             return Err(("instruction_copies_text", format!("{:?}", clip(&s, 120))));
         }
     }
-    Ok(s)
+    Ok(Cleaned { instruction: s, cut })
 }
 
 fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-/// Whether an instruction only asks to translate a text (`Translate this into Hindi.`,
-/// `Provide a Swahili translation of …`).
-pub fn is_translation_request(instruction: &str) -> bool {
-    let lower = instruction.to_lowercase();
-    lower.split(|c: char| !c.is_alphanumeric()).any(|w| w.starts_with("translat"))
-}
-
-/// The paper's three levels; `Unknown` when the evaluator's output cannot be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Label {
-    Good,
-    Flawed,
-    Bad,
-    Unknown,
-}
-
-impl Label {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Label::Good => "good",
-            Label::Flawed => "flawed",
-            Label::Bad => "bad",
-            Label::Unknown => "unknown",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Evaluation {
-    pub label: Label,
-    /// 1–5 when the evaluator gave one.
-    pub score: Option<u8>,
-    pub reason: String,
-}
-
-/// Reads an evaluator's answer. The prompt ends in `Label:`, so the output usually starts with
-/// the label word; a `Label:` line anywhere wins, else the first of good/flawed/bad as a word.
-/// Synonyms: `acceptable`/`ok` → good, `partially`/`partial` → flawed, `poor`/`wrong` → bad.
-/// A score without a label maps 4–5 → good, 3 → flawed, 1–2 → bad. Nothing readable → Unknown.
-pub fn parse_evaluation(raw: &str) -> Evaluation {
-    let lower = raw.to_lowercase();
-    let word_label = |text: &str| -> Option<Label> {
-        let words = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty());
-        for w in words {
-            let l = match w {
-                "good" | "acceptable" | "ok" | "correct" => Label::Good,
-                "flawed" | "partially" | "partial" | "vague" => Label::Flawed,
-                "bad" | "poor" | "wrong" | "unrelated" => Label::Bad,
-                _ => continue,
-            };
-            return Some(l);
-        }
-        None
-    };
-    let line_value = |key: &str| -> Option<&str> {
-        lower.lines().find_map(|l| {
-            let l = l.trim().trim_start_matches(['*', '-', '#', ' ']);
-            l.strip_prefix(key).map(|v| v.trim_start_matches([':', ' ', '*']))
-        })
-    };
-    let first_line = lower.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    // A model that echoes the answer format (`good|flawed|bad`, `Score: 1-5`) said nothing.
-    let echo = |text: &str| text.contains('|') || text.contains("good/") || text.contains("/bad");
-    let word_label = |text: &str| if echo(text) { None } else { word_label(text) };
-    let label = line_value("label").and_then(word_label).or_else(|| word_label(first_line));
-    let digit = |v: &str| -> Option<u8> {
-        let v = v.trim_start();
-        let d = v.chars().next().filter(char::is_ascii_digit)?.to_digit(10)?;
-        // `1-5` and `1 to 5` are the format, not a score.
-        let rest = v[1..].trim_start();
-        if rest.starts_with('-') || rest.starts_with("to ") || rest.starts_with('–') {
-            return None;
-        }
-        Some(d as u8).filter(|d| (1..=5).contains(d))
-    };
-    // `good, 5. reason` (the few-shot format): the score right after the label word.
-    let inline_score = || {
-        let after = first_line.trim_start_matches(|c: char| c.is_alphabetic() || c == ':' || c == ' ');
-        digit(after.trim_start_matches([',', ' ', '(']))
-    };
-    let score =
-        line_value("score").and_then(digit).or_else(|| if echo(first_line) { None } else { inline_score() });
-    let label = label.or(match score {
-        Some(4 | 5) => Some(Label::Good),
-        Some(3) => Some(Label::Flawed),
-        Some(1 | 2) => Some(Label::Bad),
-        _ => None,
-    });
-    let label = label.or_else(|| word_label(&lower)).unwrap_or(Label::Unknown);
-    let reason = raw
-        .lines()
-        .find_map(|l| {
-            let t = l.trim().trim_start_matches(['*', '-', '#', ' ']);
-            t.to_lowercase()
-                .starts_with("reason")
-                .then(|| t[6..].trim_start_matches([':', ' ', '*']).trim().to_string())
-        })
-        .or_else(|| {
-            // `good, 5. The response explains …`: the reason after the score.
-            let first = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
-            let at = first.find(|c: char| c.is_ascii_digit())?;
-            let rest = first[at + 1..].trim_start_matches(['.', ')', ',', ' ', '/', '5']).trim();
-            (!rest.is_empty() && score.is_some()).then(|| rest.to_string())
-        })
-        .unwrap_or_default();
-    Evaluation { label, score, reason }
 }
 
 #[cfg(test)]
@@ -536,7 +447,7 @@ mod tests {
     fn instructions_are_cleaned_or_rejected_with_a_reason() {
         let b = InstructionBounds::default();
         let resp = "Kila mtu ana haki ya kupumzika na kupata starehe, pamoja na kupunguziwa saa za kazi.";
-        let ok = |raw: &str| clean_instruction(raw, resp, &b).unwrap();
+        let ok = |raw: &str| clean_instruction(raw, resp, &b).unwrap().instruction;
         assert_eq!(
             ok(" Write a short text about the right to rest in Swahili.\n\n### Text:\nblah"),
             "Write a short text about the right to rest in Swahili."
@@ -563,43 +474,12 @@ mod tests {
             err("Kila mtu ana haki ya kupumzika na kupata starehe, pamoja na"),
             "instruction_copies_text"
         );
-    }
-
-    #[test]
-    fn evaluations_parse_robustly() {
-        let e = parse_evaluation(" good\nScore: 5\nReason: The instruction matches the text.");
-        assert_eq!(
-            (e.label, e.score, e.reason.as_str()),
-            (Label::Good, Some(5), "The instruction matches the text.")
-        );
-        assert_eq!(parse_evaluation("**Label:** Flawed\n**Score:** 3/5").label, Label::Flawed);
-        assert_eq!(parse_evaluation("The pair is bad because it is unrelated.").label, Label::Bad);
-        assert_eq!(parse_evaluation("Score: 4").label, Label::Good);
-        assert_eq!(parse_evaluation("Score: 2").label, Label::Bad);
-        assert_eq!(parse_evaluation("Label: partially correct").label, Label::Flawed);
-        let u = parse_evaluation("I cannot tell.\n\n");
-        assert_eq!((u.label, u.score), (Label::Unknown, None));
-        assert_eq!(parse_evaluation("Score: 9").score, None, "out of range");
-        // What Gemma-3-270M base answers to the zero-shot prompt: the format echoed back.
-        let echo =
-            parse_evaluation(" good|flawed|bad\nScore: 1-5\nReason: one sentence\n\nLabel: good|flawed|bad");
-        assert_eq!((echo.label, echo.score), (Label::Unknown, None));
-        // The few-shot format.
-        let f = parse_evaluation("good, 4. The response explains how to vote.\n\n");
-        assert_eq!(
-            (f.label, f.score, f.reason.as_str()),
-            (Label::Good, Some(4), "The response explains how to vote.")
-        );
-        let f = parse_evaluation("flawed, 3. Too vague.");
-        assert_eq!((f.label, f.score, f.reason.as_str()), (Label::Flawed, Some(3), "Too vague."));
-    }
-
-    #[test]
-    fn translation_requests_are_recognized() {
-        assert!(is_translation_request("Translate the following paragraph into Turkish."));
-        assert!(is_translation_request("Provide a Swahili translation of the text."));
-        assert!(!is_translation_request("Explain the right to education."));
-        assert!(!is_translation_request("What is transparency in government?"));
+        assert_eq!(ok("<strong>Explain the right to rest.</strong>"), "Explain the right to rest.");
+        // Whether anything followed the instruction: a budget stop after a cut is no truncation.
+        let cut = |raw: &str| clean_instruction(raw, resp, &b).unwrap().cut;
+        assert!(cut("Explain the right to rest.\n\n### Text:"));
+        assert!(cut("What rights does every person have at work?\n2. Why?"));
+        assert!(!cut("  Explain the right to rest and the\n"));
     }
 
     #[test]

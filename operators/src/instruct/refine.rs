@@ -5,6 +5,9 @@
 //! resampled from the reverse prompt with another seed — which is cleaned, cross-checked and
 //! evaluated again, up to `max_iterations` rounds. Still flawed after that → `eval_flawed`
 //! (or kept, by config). The dataset records the iteration at which each pair was accepted.
+//! Refinement only ever improves: a new instruction replaces the flawed one only when the judge
+//! rates it higher (label, then score); one that is no instruction at all, or fails the
+//! cross-lingual checks, leaves the flawed pair as it was (counted as `kept_prior.<reason>`).
 //!
 //! A bounded loop of operators (one round = generate → clean → cross_check → evaluate →
 //! triage), each round's requests seeded by (document, round): an incremental rebuild finds
@@ -13,8 +16,9 @@
 use super::cross_check::{check_pair, CrossCheckConfig};
 use super::evaluate::{Evaluate, EvaluateConfig};
 use super::models::{language_name, prompt_text, StageModels};
-use super::prompt::{BuiltIn, Label, Template, TemplateChoice};
-use super::reverse::{accept_instruction, ReverseConfig};
+use super::prompt::{BuiltIn, Template, TemplateChoice};
+use super::reverse::{accept_instruction, echo_sources, ReverseConfig};
+use super::verdict::{verdict_rank, Label};
 use crate::doc::{Doc, Reject};
 use crate::filter::{split_docs, split_map};
 use crate::generate::{GenRequest, GenerateExt};
@@ -101,6 +105,22 @@ fn triage(doc: Doc, op: &str, cfg: &RefineConfig, last: bool) -> Result<Result<D
     }
 }
 
+/// The better of a refined pair and the one it replaces (`prior`), by the judge's verdict; the
+/// tokens spent on both are counted on the one kept. A tie keeps the prior: a change must earn
+/// its place.
+fn keep_better(mut doc: Doc) -> Doc {
+    let Some(pair) = doc.pair.as_mut() else { return doc };
+    let Some(mut prior) = pair.prior.take() else { return doc };
+    let new = verdict_rank(Label::parse(&pair.label), pair.score);
+    let old = verdict_rank(Label::parse(&prior.label), prior.score);
+    if new <= old {
+        prior.tokens_in = pair.tokens_in;
+        prior.tokens_out = pair.tokens_out;
+        *pair = prior;
+    }
+    doc
+}
+
 pub trait Refine<'s> {
     fn refine(
         self,
@@ -143,11 +163,13 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
     ) -> Result<Split<'s>, String> {
         let refine_template = cfg.template()?;
         let reverse_template = stages.reverse.template()?;
+        let reverse_template_for_echo = reverse_template.clone();
         let template = match cfg.mode {
             RefineMode::Prompt => refine_template,
             RefineMode::Resample => reverse_template,
         };
         let stage = template.stage_key();
+        let echo_of = echo_sources(&[&template, &reverse_template_for_echo]);
         let generator = models.generator.name();
         let (mut accepted, mut rejects, mut flawed) =
             self.triage_round(name, cfg, cfg.max_iterations == 0, stats);
@@ -178,12 +200,28 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
                     }
                 })
             });
-            let (bounds, on, gen, st) =
-                (stages.reverse.bounds.clone(), round_name.clone(), generator.clone(), stage.clone());
+            let (bounds, on, gen, st, echo) = (
+                stages.reverse.bounds.clone(),
+                round_name.clone(),
+                generator.clone(),
+                stage.clone(),
+                echo_of.clone(),
+            );
+            let counted = stats.clone();
             let (mut refined, failed) = split_map(generated, &round_name, stats, move |item| {
-                let prompt_version =
-                    item.0.pair.as_ref().map(|p| p.prompt_version.clone()).unwrap_or_default();
-                let mut doc = accept_instruction(item, &on, &bounds, &gen, &st, round)?;
+                let before = item.0.clone();
+                let model_failed = !item.1.ok;
+                let prior = before.pair.clone();
+                let prompt_version = prior.as_ref().map(|p| p.prompt_version.clone()).unwrap_or_default();
+                let mut doc = match accept_instruction(item, &on, &bounds, &echo, &gen, &st, round) {
+                    Ok(doc) => doc,
+                    Err(reject) if model_failed => return Err(reject),
+                    // A refinement that is not an instruction leaves the flawed pair as it was.
+                    Err(reject) => {
+                        counted.with(&on, |s| s.count(&format!("kept_prior.{}", reject.reason), 1));
+                        return Ok(before);
+                    }
+                };
                 if let Some(p) = doc.pair.as_mut() {
                     // Keep the first stages' template keys: the pair went through them too.
                     if !prompt_version.split(' ').any(|s| s == st) {
@@ -191,6 +229,7 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
                     } else {
                         p.prompt_version = prompt_version;
                     }
+                    p.prior = prior;
                 }
                 Ok(doc)
             });
@@ -198,14 +237,39 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
             if let Some((identifier, check)) = &stages.cross_check {
                 let (id, check, on) =
                     (identifier.clone(), check.clone(), format!("{round_name}.cross_check"));
-                let (kept, dropped) =
-                    split_docs(refined, &on.clone(), stats, move |d| check_pair(d, &on, &id, &check));
+                let counted = stats.clone();
+                let (kept, dropped) = split_docs(refined, &on.clone(), stats, move |d| {
+                    let fallback = d.pair.as_ref().and_then(|p| p.prior.is_some().then(|| d.clone()));
+                    match (check_pair(d, &on, &id, &check), fallback) {
+                        (Ok(d), _) => Ok(d),
+                        // A refined instruction that fails the checks: back to the prior one.
+                        (Err(r), Some(d)) => {
+                            counted.with(&on, |s| s.count(&format!("kept_prior.{}", r.reason), 1));
+                            Ok(keep_better(d))
+                        }
+                        (Err(r), None) => Err(r),
+                    }
+                });
                 refined = kept;
                 rejects = rejects.concat(dropped);
             }
+            // The self-check samples the first evaluation only.
+            let round_eval = EvaluateConfig { self_check_rate: 0.0, ..stages.evaluate.clone() };
             let (evaluated, eval_failed) =
-                refined.evaluate_named(&format!("{round_name}.evaluate"), &stages.evaluate, models, stats)?;
+                refined.evaluate_named(&format!("{round_name}.evaluate"), &round_eval, models, stats)?;
             rejects = rejects.concat(eval_failed);
+            // Refinement only ever improves: a new instruction replaces the flawed one only when
+            // the judge rates it higher.
+            let counted = stats.clone();
+            let kept_name = format!("{round_name}.evaluate");
+            let evaluated = evaluated.map(move |d| {
+                let replaced = d.pair.as_ref().is_some_and(|p| p.prior.is_some());
+                let d = keep_better(d);
+                if replaced && d.pair.as_ref().is_some_and(|p| p.iteration < round) {
+                    counted.with(&kept_name, |s| s.count("kept_prior.not_better", 1));
+                }
+                d
+            });
             let (ok, dropped, again) = evaluated.triage_round(
                 &format!("{round_name}.triage"),
                 cfg,

@@ -1,13 +1,15 @@
 //! `reverse_instruction`: the document's text is the response; a model writes the English
 //! instruction it answers (the authors' prompt verbatim by default, or a few-shot or chat
-//! variant), and the instruction is cleaned (cut at stop markers, labels and quotes stripped,
-//! length bounds) or the document is rejected with the reason.
+//! variant), and the instruction is cleaned (cut at stop markers, labels, quotes and markup
+//! stripped, length bounds) and checked (not truncated, a request or question, not the prompt
+//! echoed: [`super::sanity`]) or the document is rejected with the reason.
 //!
 //! Holds nothing per document beyond what `generate` holds (requests in flight and the results
 //! given, for retractions).
 
 use super::models::{doc_seed, language_name, prompt_text, sampled, StageModels};
-use super::prompt::{clean_instruction, BuiltIn, InstructionBounds, Template, TemplateChoice};
+use super::prompt::{clean_instruction, BuiltIn, InstructionBounds, Template, TemplateChoice, REVERSE_PAPER};
+use super::sanity::check_instruction;
 use crate::doc::{Doc, Pair, Reject};
 use crate::filter::split_map;
 use crate::generate::{GenRequest, GenResult, GenerateExt, SamplingParams};
@@ -24,6 +26,8 @@ pub struct ReverseConfig {
     /// base models), `chat` (one user message for chat models), or a custom
     /// `{ id, version, text, chat }` with a `{text}` slot (and optionally `{language}`).
     pub template: TemplateChoice,
+    /// Token budget of an instruction. The paper's instructions are ~100 ± 85 characters
+    /// (~25 ± 20 tokens); one that hits the budget is rejected as `instruction_truncated`.
     pub max_new_tokens: usize,
     /// Sampling (the paper's: temperature 0.7, top-p 0.9); the seed is per document.
     pub temperature: f32,
@@ -40,7 +44,7 @@ impl Default for ReverseConfig {
     fn default() -> Self {
         ReverseConfig {
             template: TemplateChoice::BuiltIn(BuiltIn::Paper),
-            max_new_tokens: 64,
+            max_new_tokens: 96,
             temperature: 0.7,
             top_p: 0.9,
             bounds: InstructionBounds::default(),
@@ -78,12 +82,23 @@ impl ReverseConfig {
     }
 }
 
+/// The template texts an instruction must not echo: the stage's own, and the authors' prompt
+/// (what small models repeat most).
+pub fn echo_sources(templates: &[&Template]) -> Vec<String> {
+    let mut out: Vec<String> = templates.iter().map(|t| t.text.clone()).collect();
+    if !out.iter().any(|t| t == REVERSE_PAPER) {
+        out.push(REVERSE_PAPER.to_string());
+    }
+    out
+}
+
 /// The document with a generated instruction as its pair, or the reason it has none.
 /// `iteration` is 0 for the first instruction; the previous pair's token counts carry over.
 pub fn accept_instruction(
     (mut doc, r): (Doc, GenResult),
     op: &str,
     bounds: &InstructionBounds,
+    echo_of: &[String],
     generator: &str,
     stage: &str,
     iteration: u32,
@@ -91,7 +106,12 @@ pub fn accept_instruction(
     if !r.ok {
         return Err(Reject::new(doc.source.clone(), op, &r.reason, r.detail, Some(doc.id)));
     }
-    match clean_instruction(&r.text, &doc.text, bounds) {
+    let checked = clean_instruction(&r.text, &doc.text, bounds).and_then(|c| {
+        let templates: Vec<&str> = echo_of.iter().map(String::as_str).collect();
+        check_instruction(&c.instruction, r.finish == "length" && !c.cut, &templates)?;
+        Ok(c.instruction)
+    });
+    match checked {
         Ok(instruction) => {
             let old = doc.pair.take().map(|p| *p).unwrap_or_default();
             doc.pair = Some(Box::new(Pair {
@@ -145,6 +165,7 @@ impl<'s> ReverseInstruction<'s> for VecCollection<'s, Epoch, Doc> {
     ) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>), String> {
         let template = cfg.template()?;
         let stage = template.stage_key();
+        let echo_of = echo_sources(&[&template]);
         let op = models.generator_op(stage.clone());
         let generator = models.generator.name();
         let prompt_cfg = cfg.clone();
@@ -159,7 +180,7 @@ impl<'s> ReverseInstruction<'s> for VecCollection<'s, Epoch, Doc> {
         });
         let (bounds, op_name) = (cfg.bounds.clone(), name.to_string());
         Ok(split_map(generated, name, stats, move |item| {
-            accept_instruction(item, &op_name, &bounds, &generator, &stage, 0)
+            accept_instruction(item, &op_name, &bounds, &echo_of, &generator, &stage, 0)
         }))
     }
 }
