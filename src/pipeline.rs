@@ -28,7 +28,7 @@ use tokio::runtime::Runtime;
 use xinstruct_operators::dedup::{Dedup, DocKey, Membership, SigRecord};
 use xinstruct_operators::generate::MemoCache;
 use xinstruct_operators::instruct::{
-    CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
+    self_check::Discrimination, CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
 };
 use xinstruct_operators::lang_id::{Backend, LangId, LangIdentifier};
 use xinstruct_operators::normalize::Normalize;
@@ -97,6 +97,28 @@ pub struct RunSummary {
     /// The operator chain between read and write, in order.
     pub chain: Vec<String>,
     pub interrupted: bool,
+    /// The judge's self-check: how well its verdicts tell true pairs from mismatched ones.
+    #[serde(default)]
+    pub judge: Option<JudgeCheck>,
+}
+
+/// The evaluator's discrimination in a run (`[evaluate] self_check_rate`): true pairs against
+/// their mismatched twins (see `xinstruct_operators::instruct::self_check`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JudgeCheck {
+    pub pairs: u64,
+    pub wins: u64,
+    pub ties: u64,
+    /// P(true pair rated above its twin) + ½ P(tie); 0.5 = no information.
+    pub discrimination: f64,
+    /// `[evaluate] min_discrimination`: below it the run warns.
+    pub min_discrimination: f64,
+}
+
+impl JudgeCheck {
+    pub fn weak(&self) -> bool {
+        self.discrimination < self.min_discrimination
+    }
 }
 
 impl RunSummary {
@@ -509,6 +531,10 @@ impl Leader {
                 .unwrap_or(0),
             stray_files_removed: stray as u64,
             chain: ctx.opts.config.pipeline.operators.iter().map(|o| o.as_str().to_string()).collect(),
+            judge: Some(JudgeCheck {
+                min_discrimination: ctx.opts.config.evaluate.min_discrimination,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let config = &ctx.opts.config;
@@ -697,6 +723,18 @@ impl Leader {
         }
         self.summary.rejects = self.summary.rejects_by_reason.values().sum();
         self.summary.docs_out = self.summary.operators.get("write").map_or(0, |w| w.docs_out);
+        let min = self.summary.judge.as_ref().map_or(0.0, |j| j.min_discrimination);
+        let checked = self.summary.operators.get("evaluate.self_check");
+        self.summary.judge = Some(match checked.and_then(|s| Discrimination::from_counters(&s.counters)) {
+            Some(d) => JudgeCheck {
+                pairs: d.pairs,
+                wins: d.wins,
+                ties: d.ties,
+                discrimination: d.auc(),
+                min_discrimination: min,
+            },
+            None => JudgeCheck { min_discrimination: min, ..Default::default() },
+        });
     }
 
     /// Records an epoch's shards and files in the manifest and makes the files visible.

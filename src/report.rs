@@ -147,6 +147,22 @@ pub async fn build(session: &SqlSession, data: &str, out: &Path) -> Result<PathB
     if !pair_rows.is_empty() {
         html_table(&mut body, "Instructions (X-Instruction stages)", &pair_header, &pair_rows);
     }
+    let (judge_header, judge_rows) = table(
+        &session
+            .query(
+                "SELECT DISTINCT run_started_ms, judge_pairs AS twins_judged, ROUND(judge_discrimination, 3) AS discrimination \
+                 FROM stats WHERE judge_pairs > 0 ORDER BY run_started_ms",
+            )
+            .await?,
+    )?;
+    if !judge_rows.is_empty() {
+        html_table(
+            &mut body,
+            "Judge self-check (how often a true pair is rated above a mismatched twin; 0.5 = no information)",
+            &judge_header,
+            &judge_rows,
+        );
+    }
     let per_lang: Vec<(String, f64)> =
         rows.iter().map(|r| (format!("{} ({})", r[1], r[0]), number(&r[2]))).collect();
     charts.push(("languages".into(), bar_chart("Pairs per language", &per_lang)));

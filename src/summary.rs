@@ -110,6 +110,20 @@ pub fn render(s: &RunSummary) -> String {
             }
         }
     }
+    if let Some(j) = s.judge.as_ref().filter(|j| j.pairs > 0) {
+        let _ = writeln!(
+            out,
+            "\njudge self-check: true pair rated above its mismatched twin in {} of {} ({} ties): discrimination {:.2}",
+            j.wins, j.pairs, j.ties, j.discrimination
+        );
+        if j.weak() {
+            let _ = writeln!(
+                out,
+                "warning: discrimination {:.2} is below {:.2}: the evaluator's labels carry little information about fit; use a stronger evaluator ([instruct] evaluator)",
+                j.discrimination, j.min_discrimination
+            );
+        }
+    }
     if !s.rejects_by_reason.is_empty() {
         let _ = writeln!(out, "\n{:<24} {:>10}", "reject reason", "records");
         for (reason, n) in &s.rejects_by_reason {

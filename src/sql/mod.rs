@@ -190,8 +190,12 @@ async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<Ma
 
     let (mut run, mut op, mut docs_in, mut docs_out, mut dropped, mut secs, mut input, mut wall) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut judge_pairs, mut judge_auc) = (vec![], vec![]);
     for r in &runs {
+        let judge = r.judge.as_ref().filter(|j| j.pairs > 0);
         for (name, s) in &r.operators {
+            judge_pairs.push(judge.map_or(0, |j| j.pairs));
+            judge_auc.push(judge.map(|j| j.discrimination));
             run.push(r.started_at_unix_ms as u64);
             input.push(r.input.clone());
             wall.push(r.wall_secs);
@@ -214,6 +218,9 @@ async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<Ma
             ("docs_out", Arc::new(UInt64Array::from(docs_out))),
             ("dropped", Arc::new(UInt64Array::from(dropped))),
             ("secs", Arc::new(Float64Array::from(secs))),
+            // The run's judge self-check (the same on each of its rows; NULL when none ran).
+            ("judge_pairs", Arc::new(UInt64Array::from(judge_pairs))),
+            ("judge_discrimination", Arc::new(Float64Array::from(judge_auc))),
         ],
     )?;
 

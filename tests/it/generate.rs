@@ -556,3 +556,45 @@ fn safetensors_snapshot_agrees_with_the_gguf() {
     assert_eq!(from_st.text, from_gguf.text);
     assert_eq!(from_st.text, FRANCE_PREFIX);
 }
+
+/// The in-process judge held to the verdict format: Gemma-3-270M, greedy, over a real document
+/// of each of the paper's ten languages with a fitting and an unrelated instruction — every
+/// answer parses, with a label and a score.
+#[test]
+fn constrained_verdicts_from_the_bundled_model_always_parse() {
+    use xinstruct_operators::generate::Constraint;
+    use xinstruct_operators::instruct::prompt::EVALUATE_FEWSHOT;
+    use xinstruct_operators::instruct::verdict::{parse_evaluation, Label};
+    let g = gemma(4);
+    assert!(g.constrains(Constraint::Verdict));
+    let template = xinstruct_operators::instruct::prompt::Template::new("e", 2, EVALUATE_FEWSHOT);
+    let mut reqs = Vec::new();
+    for code in ["ben", "fin", "hin", "ind", "swh", "tam", "tha", "tur", "urd", "vie"] {
+        let text: String = crate::filters::documents(code).remove(0).chars().take(600).collect();
+        for instruction in
+            ["Summarize what this text says about human rights.", "Write a recipe for apple pie."]
+        {
+            let mut params = SamplingParams::greedy(64);
+            params.stop = vec!["###".into(), "\n\n".into()];
+            params.constraint = Some(Constraint::Verdict);
+            reqs.push(GenRequest {
+                prompt: template.prompt(&[("instruction", instruction), ("text", &text)]),
+                params,
+            });
+        }
+    }
+    let out = g.generate(reqs);
+    let mut labels = std::collections::BTreeMap::new();
+    for (i, r) in out.into_iter().enumerate() {
+        let c = r.unwrap();
+        let e = parse_evaluation(&c.text);
+        assert!(
+            e.issue.is_none() && e.label != Label::Unknown && e.score.is_some(),
+            "answer {i}: {:?} -> {e:?}",
+            c.text
+        );
+        assert!(c.text.contains("\nLabel: ") && c.text.contains("\nScore: "), "{:?}", c.text);
+        *labels.entry(e.label).or_insert(0) += 1;
+    }
+    eprintln!("labels: {labels:?}");
+}

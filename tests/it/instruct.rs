@@ -255,3 +255,208 @@ fn seed_turns_instruction_response_pairs_into_reverse_training_data() {
         serde_json::from_slice(&std::fs::read(tmp.path().join("sft/dataset_info.json")).unwrap()).unwrap();
     assert_eq!(info["xinstruct_seed"]["file_name"], "seed-sft.jsonl");
 }
+
+/// What the scripted judge server answers for case `n` (the reverse instruction, the finish
+/// reason, and the judge's answer for it), for the protocol test below.
+fn scripted_case(n: u32) -> (String, &'static str, &'static str) {
+    let plain = format!("Explain what this Swahili text says about human rights (case {n}).");
+    match n {
+        1 => (plain, "stop", "Reason: The response covers exactly this.\nLabel: good\nScore: 5"),
+        2 => (plain, "stop", r#"{"reason": "It fits.", "label": "good", "score": 4}"#),
+        3 => (plain, "stop", "not good, 2"),
+        4 => (plain, "stop", "Label: good / Score: 1"),
+        5 => (plain, "stop", "The response answers it well. Score: 9/10"),
+        6 => (plain, "stop", ""),
+        7 => (plain, "stop", "I'm sorry, but I can't help with that."),
+        8 => (plain, "stop", "This is not a good example of an instruction. bad, 1."),
+        9 => (
+            "Write an English instruction that can take the given text as an appropriate answer.".into(),
+            "stop",
+            "good, 5",
+        ),
+        10 => ("My name is".into(), "stop", "good, 5"),
+        11 => ("Dear Mr. President,".into(), "stop", "good, 5"),
+        12 => (
+            "Write an essay covering the history of the rights it lists, the institutions that".into(),
+            "length",
+            "good, 5",
+        ),
+        // Flawed, then a refinement the judge rates good / bad.
+        13 | 14 => (format!("Tell me about it (case {n})."), "stop", "flawed, 3. Too vague."),
+        _ => (plain, "stop", "good, 5"),
+    }
+}
+
+/// An OpenAI-compatible server with fixed answers: reverse, refine and evaluate prompts are told
+/// apart by their markers, the case by the `Kesi N.` the document starts with. A twin (an
+/// instruction judged against another case's text) is always rated bad. Records every body.
+fn scripted_judge_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let addr = match server.server_addr() {
+        tiny_http::ListenAddr::IP(a) => a.to_string(),
+        _ => unreachable!(),
+    };
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    let case_in = |s: &str, word: &str| -> Option<u32> {
+        let at = s.rfind(word)?;
+        s[at + word.len()..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+    };
+    std::thread::spawn(move || {
+        for mut req in server.incoming_requests() {
+            let mut body = String::new();
+            req.as_reader().read_to_string(&mut body).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            seen.lock().unwrap().push(v.clone());
+            let prompt = v["prompt"].as_str().unwrap_or("").to_string();
+            let (text, finish) = if prompt.ends_with("### Better English Instruction:") {
+                let n = case_in(&prompt, "Kesi ").unwrap();
+                (format!("Describe specifically what the text says about rights in case {n}."), "stop")
+            } else if prompt.contains("### Rating:") {
+                let response = &prompt[prompt.rfind("### Response:").unwrap()..];
+                let instruction = &prompt
+                    [prompt.rfind("### Instruction:").unwrap()..prompt.rfind("### Response:").unwrap()];
+                let text_case = case_in(response, "Kesi ").unwrap();
+                let answer = match case_in(instruction, "case ") {
+                    Some(c) if c != text_case => "Reason: Unrelated.\nLabel: bad\nScore: 1".to_string(),
+                    _ if instruction.contains("specifically") => {
+                        if text_case == 13 { "Label: good\nScore: 5" } else { "bad, 1. Worse." }.to_string()
+                    }
+                    _ => scripted_case(text_case).2.to_string(),
+                };
+                (answer, "stop")
+            } else {
+                let Some(n) = case_in(&prompt, "Kesi ") else {
+                    panic!("no case in {body}");
+                };
+                let (instruction, finish, _) = scripted_case(n);
+                (format!(" {instruction}"), finish)
+            };
+            let reply = serde_json::json!({
+                "choices": [{"text": text, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 10},
+            });
+            // One request per connection: a pooled connection the server closed would hang a
+            // request until its timeout.
+            let close = tiny_http::Header::from_bytes("Connection", "close").unwrap();
+            let _ = req.respond(tiny_http::Response::from_string(reply.to_string()).with_header(close));
+        }
+    });
+    (format!("http://{addr}/v1"), bodies)
+}
+
+#[test]
+fn judge_answers_of_every_format_through_an_openai_server() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let swahili = documents("swh");
+    let lines: Vec<String> = (1..=14)
+        .map(|n| {
+            let text = format!("Kesi {n}. {}", swahili[n as usize % swahili.len()]);
+            serde_json::json!({"id": format!("case-{n:02}"), "text": text, "language": "sw_Latn"}).to_string()
+        })
+        .collect();
+    std::fs::write(input.join("cases.jsonl"), lines.join("\n") + "\n").unwrap();
+    let (url, bodies) = scripted_judge_server();
+    let cfg = tmp.path().join("x.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[instruct]\ngenerator = {url:?}\nmemo = false\n[openai]\nmodel = \"m\"\nretries = 0\nconcurrency = 1\n\
+             [pipeline]\noperators = [\"reverse_instruction\", \"cross_check\", \"evaluate\", \"refine\"]\n\
+             [evaluate]\nself_check_rate = 1.0\n[refine]\nmax_iterations = 1\nkeep_flawed = true\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let (o, s) =
+        run_xinst(input.to_str().unwrap(), out.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
+    let kept: std::collections::BTreeMap<String, (String, String, Option<u8>, u32)> = pairs(&out)
+        .into_iter()
+        .map(|p| (p.id.clone(), (p.instruction.clone(), p.label.clone(), p.score, p.iteration)))
+        .collect();
+    let rejected: std::collections::BTreeMap<String, String> = read_rejects(&out)
+        .into_iter()
+        .map(|(_, offset, reason)| (format!("case-{:02}", offset + 1), reason))
+        .collect();
+    eprintln!("kept: {kept:#?}\nrejected: {rejected:#?}");
+    let plain = |n: u32| scripted_case(n).0;
+    let want_kept = [
+        ("case-01", (plain(1), "good", Some(5), 0)),
+        ("case-02", (plain(2), "good", Some(4), 0)),
+        ("case-05", (plain(5), "good", Some(5), 0)),
+        (
+            "case-13",
+            ("Describe specifically what the text says about rights in case 13.".into(), "good", Some(5), 1),
+        ),
+        // The refinement was rated worse: the flawed pair stays as it was (kept by config).
+        ("case-14", (plain(14), "flawed", Some(3), 0)),
+    ];
+    let want_kept: std::collections::BTreeMap<String, (String, String, Option<u8>, u32)> = want_kept
+        .into_iter()
+        .map(|(id, (i, l, s, it))| (id.to_string(), (i, l.to_string(), s, it)))
+        .collect();
+    assert_eq!(kept, want_kept);
+    let want_rejected: std::collections::BTreeMap<String, String> = [
+        ("case-03", "eval_bad"),
+        ("case-04", "eval_unknown"),
+        ("case-06", "eval_unknown"),
+        ("case-07", "eval_unknown"),
+        ("case-08", "eval_bad"),
+        ("case-09", "instruction_echo"),
+        ("case-10", "not_an_instruction"),
+        ("case-11", "not_an_instruction"),
+        ("case-12", "instruction_truncated"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(rejected, want_rejected);
+    assert_eq!(counter(&s, "evaluate", "eval_inconsistent"), 1, "{}", s["operators"]["evaluate"]);
+    assert_eq!(counter(&s, "evaluate.retry", "eval_inconsistent"), 1);
+    assert_eq!(counter(&s, "evaluate.retry", "eval_refusal"), 1);
+
+    // Evaluator requests carry the verdict's JSON schema; generator requests do not.
+    let bodies = bodies.lock().unwrap();
+    let (judged, generated): (Vec<_>, Vec<_>) =
+        bodies.iter().partition(|b| b["prompt"].as_str().unwrap_or("").contains("### Rating:"));
+    assert!(!judged.is_empty() && !generated.is_empty());
+    for b in &judged {
+        let f = &b["response_format"];
+        assert_eq!(f["type"], "json_schema", "{b}");
+        assert_eq!(
+            f["json_schema"]["schema"]["properties"]["label"]["enum"],
+            serde_json::json!(["good", "flawed", "bad"])
+        );
+        assert_eq!(f["json_schema"]["schema"]["required"], serde_json::json!(["reason", "label", "score"]));
+    }
+    assert!(generated.iter().all(|b| b.get("response_format").is_none()));
+
+    // The judge's self-check: every evaluated pair (10) has a twin, rated bad 1 by the server.
+    // Known on both sides: cases 1, 2, 3, 5, 8, 13, 14 -> 6 wins and a tie (case 8 is bad 1 too).
+    let check = &s["operators"]["evaluate.self_check"]["counters"];
+    assert_eq!(
+        (check["pairs"].as_u64(), check["wins"].as_u64(), check["ties"].as_u64()),
+        (Some(7), Some(6), Some(1)),
+        "{check}"
+    );
+    assert_eq!(check["unreadable"].as_u64(), Some(3));
+    let auc = s["judge"]["discrimination"].as_f64().unwrap();
+    assert!((auc - 6.5 / 7.0).abs() < 1e-9, "{auc}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("judge self-check: true pair rated above its mismatched twin in 6 of 7 (1 ties): discrimination 0.93"), "{stderr}");
+    // In SQL too.
+    let q = xinst()
+        .args(["sql", "--format", "csv", "--data"])
+        .arg(&out)
+        .arg("SELECT DISTINCT judge_pairs, ROUND(judge_discrimination, 4) FROM stats")
+        .output()
+        .unwrap();
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("7,0.9286"),
+        "{}",
+        String::from_utf8_lossy(&q.stdout)
+    );
+}

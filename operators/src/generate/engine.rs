@@ -6,6 +6,7 @@
 //! tokens of running sequences), samples one token per sequence, and frees the slots of finished
 //! sequences at once so waiting prompts take them.
 
+use super::constrain::{Constraint, VerdictState, VerdictTokens};
 use super::model::{Model, SeqCache};
 use super::sampling::Sampler;
 use super::template::ChatTemplate;
@@ -75,6 +76,8 @@ pub struct CandleGenerator {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub stats: Arc<EngineStats>,
     pub arch: &'static str,
+    /// The tokenizer can spell the verdict format ([`Constraint::Verdict`]).
+    verdicts: bool,
 }
 
 pub fn device(spec: &str) -> Result<Device, GenError> {
@@ -274,6 +277,9 @@ impl CandleGenerator {
         let bos = bos_id(header.as_ref(), &tokenizer);
         drop(header);
         let template = ChatTemplate::detect(&tokenizer);
+        let verdict = VerdictTokens::new(|t| {
+            tokenizer.encode(t, false).map(|e| e.get_ids().to_vec()).unwrap_or_default()
+        });
         let arch = model.config.arch.name();
         let stats = Arc::new(EngineStats::default());
         let (tx, rx) = mpsc::channel::<Job>();
@@ -288,6 +294,7 @@ impl CandleGenerator {
             eos,
             bos,
             template,
+            verdict: verdict.clone(),
             max_batch: cfg.max_batch.max(1),
             max_step_tokens: cfg.max_step_tokens.max(1),
             stats: stats.clone(),
@@ -297,6 +304,7 @@ impl CandleGenerator {
             .spawn(move || engine.run(rx))
             .map_err(|e| GenError::Model(e.to_string()))?;
         Ok(CandleGenerator {
+            verdicts: verdict.is_some(),
             name: name.to_string(),
             fingerprint,
             tx: Mutex::new(Some(tx)),
@@ -346,6 +354,11 @@ impl Generator for CandleGenerator {
     fn name(&self) -> String {
         self.name.clone()
     }
+    fn constrains(&self, c: Constraint) -> bool {
+        match c {
+            Constraint::Verdict => self.verdicts,
+        }
+    }
     fn generate(&self, batch: Vec<GenRequest>) -> Vec<GenOutcome> {
         let n = batch.len();
         let (tx, rx) = mpsc::channel();
@@ -365,6 +378,8 @@ struct Engine {
     eos: Vec<u32>,
     bos: Option<u32>,
     template: ChatTemplate,
+    /// The verdict format's tokens (`None`: the tokenizer cannot spell it).
+    verdict: Option<VerdictTokens>,
     context: usize,
     max_batch: usize,
     max_step_tokens: usize,
@@ -380,6 +395,8 @@ struct Seq {
     sampler: Sampler,
     /// Tokens not yet fed to the model (the prompt at first, then the last sampled token).
     pending: Vec<u32>,
+    /// The verdict format, when the request asks for it.
+    verdict: Option<VerdictState>,
 }
 
 impl Engine {
@@ -479,7 +496,20 @@ impl Engine {
         }
         let cache = SeqCache::new(&self.model, ids.len() + max_new);
         let sampler = Sampler::new(&job.req.params);
-        Ok(Seq { prompt_len: ids.len(), tokens: ids.clone(), pending: ids, cache, truncated, sampler, job })
+        let verdict = match job.req.params.constraint {
+            Some(Constraint::Verdict) => self.verdict.clone().map(VerdictState::new),
+            None => None,
+        };
+        Ok(Seq {
+            prompt_len: ids.len(),
+            tokens: ids.clone(),
+            pending: ids,
+            cache,
+            truncated,
+            sampler,
+            verdict,
+            job,
+        })
     }
 
     fn step(&self, active: &mut [Seq]) -> candle_core::Result<()> {
@@ -492,7 +522,22 @@ impl Engine {
         self.stats.steps.fetch_add(1, Ordering::Relaxed);
         self.stats.seq_steps.fetch_add(active.len() as u64, Ordering::Relaxed);
         for (seq, mut l) in active.iter_mut().zip(logits) {
-            let next = seq.sampler.sample(&mut l, &seq.tokens, seq.prompt_len);
+            let forced = match seq.verdict.as_mut() {
+                Some(v) => {
+                    if v.free() {
+                        let text =
+                            self.tokenizer.decode(&seq.tokens[seq.prompt_len..], true).unwrap_or_default();
+                        let used = seq.tokens.len() - seq.prompt_len;
+                        v.before(&text, seq.job.req.params.max_new_tokens.saturating_sub(used));
+                    }
+                    v.mask(&mut l)
+                }
+                None => None,
+            };
+            let next = forced.unwrap_or_else(|| seq.sampler.sample(&mut l, &seq.tokens, seq.prompt_len));
+            if let Some(v) = seq.verdict.as_mut() {
+                v.after(next);
+            }
             seq.tokens.push(next);
             seq.pending = vec![next];
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
@@ -505,6 +550,22 @@ impl Engine {
         let generated = &seq.tokens[seq.prompt_len..];
         let last = *generated.last()?;
         let params = &seq.job.req.params;
+        if let Some(v) = &seq.verdict {
+            // A constrained verdict ends with its score; stop strings would cut its format.
+            let length = generated.len() >= params.max_new_tokens || seq.tokens.len() >= self.context;
+            if !(v.done() || length) {
+                return None;
+            }
+            let text = self.tokenizer.decode(generated, true).unwrap_or_default();
+            let finish = if v.done() { FinishReason::Stop } else { FinishReason::Length };
+            return Some(Ok(Completion {
+                text,
+                prompt_tokens: seq.prompt_len,
+                completion_tokens: generated.len(),
+                finish,
+                truncated_prompt_tokens: seq.truncated,
+            }));
+        }
         let eos = !params.ignore_eos && self.eos.contains(&last);
         let length = generated.len() >= params.max_new_tokens || seq.tokens.len() >= self.context;
         let has_stops = params.stop.iter().any(|s| !s.is_empty());

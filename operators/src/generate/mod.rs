@@ -2,6 +2,7 @@
 //! OpenAI-compatible HTTP client ([`openai`]), a persistent memo cache ([`memo`]) and the
 //! dataflow operator that batches prompts from many documents ([`operator`]).
 
+pub mod constrain;
 pub mod engine;
 pub mod memo;
 pub mod model;
@@ -10,6 +11,7 @@ pub mod operator;
 pub mod sampling;
 pub mod template;
 
+pub use constrain::Constraint;
 pub use engine::{CandleGenerator, EngineConfig};
 pub use memo::MemoCache;
 pub use openai::{OpenAiConfig, OpenAiGenerator};
@@ -135,6 +137,11 @@ pub trait Generator: Send + Sync {
     /// Whether requests may carry a JSON schema ([`SamplingParams::json_schema`]) that the
     /// backend enforces on its answer (structured output).
     fn json_schema(&self) -> bool {
+        false
+    }
+    /// Whether requests may carry a [`Constraint`] ([`SamplingParams::constraint`]) that the
+    /// backend enforces while decoding (the in-process engine).
+    fn constrains(&self, _c: Constraint) -> bool {
         false
     }
 }

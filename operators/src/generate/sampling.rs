@@ -37,6 +37,10 @@ pub struct SamplingParams {
     /// one keep their memo entries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<String>,
+    /// A format the in-process engine holds the answer to while decoding; left out of the
+    /// cache key when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<super::Constraint>,
 }
 
 impl Default for SamplingParams {
@@ -53,6 +57,7 @@ impl Default for SamplingParams {
             seed: 42,
             ignore_eos: false,
             json_schema: None,
+            constraint: None,
         }
     }
 }

@@ -17,7 +17,7 @@ use super::self_check::{in_sample, judged, twins_of};
 use super::verdict::{parse_evaluation, verdict_schema, Label};
 use crate::doc::{Doc, Reject};
 use crate::filter::split_map;
-use crate::generate::{GenRequest, GenResult, GenerateExt, SamplingParams};
+use crate::generate::{Constraint, GenRequest, GenResult, GenerateExt, SamplingParams};
 use crate::stats::StatsRegistry;
 use crate::Epoch;
 use differential_dataflow::VecCollection;
@@ -67,8 +67,8 @@ impl EvaluateConfig {
         self.template.resolve("evaluate", &["instruction", "text"])
     }
 
-    /// The judge's request for `doc`'s pair; `json`: the backend enforces a JSON schema.
-    pub fn request(&self, template: &Template, doc: &Doc, attempt: u32, json: bool) -> GenRequest {
+    /// The judge's request for `doc`'s pair; `backend`: what the evaluator can enforce.
+    pub fn request(&self, template: &Template, doc: &Doc, attempt: u32, backend: Enforce) -> GenRequest {
         let text = prompt_text(doc, self.max_text_chars);
         let instruction = doc.pair.as_ref().map(|p| p.instruction.clone()).unwrap_or_default();
         let lang = language_name(doc);
@@ -79,12 +79,33 @@ impl EvaluateConfig {
             params.seed = doc_seed(doc, 1000 + attempt as u64);
         }
         params.stop = vec!["###".into(), "\n\n".into()];
-        if json && self.structured {
-            params.json_schema = Some(verdict_schema().to_string());
+        if self.structured {
+            if backend.json_schema {
+                params.json_schema = Some(verdict_schema().to_string());
+            } else if backend.verdict {
+                params.constraint = Some(Constraint::Verdict);
+            }
         }
         GenRequest {
             prompt: template.prompt(&[("instruction", &instruction), ("text", &text), ("language", &lang)]),
             params,
+        }
+    }
+}
+
+/// What an evaluator can hold its answers to: a JSON schema (OpenAI-compatible servers) or the
+/// verdict format during decoding (the in-process engine).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Enforce {
+    pub json_schema: bool,
+    pub verdict: bool,
+}
+
+impl Enforce {
+    pub fn of(models: &StageModels) -> Enforce {
+        Enforce {
+            json_schema: models.evaluator.json_schema(),
+            verdict: models.evaluator.constrains(Constraint::Verdict),
         }
     }
 }
@@ -144,7 +165,7 @@ fn self_check<'s>(
         .filter(move |d: &Doc| d.pair.as_ref().is_some_and(|p| !p.label.is_empty()) && in_sample(d, rate));
     let twins = twins_of(sampled.clone(), &format!("{name}.twins"));
     let op = models.evaluator_op(template.stage_key());
-    let (req_cfg, req_template, json) = (cfg.clone(), template.clone(), models.evaluator.json_schema());
+    let (req_cfg, req_template, json) = (cfg.clone(), template.clone(), Enforce::of(models));
     let judged_twins = twins.generate_named(&check_name, &op, stats, move |doc: &Doc| {
         Ok(req_cfg.request(&req_template, doc, 0, json))
     });
@@ -160,19 +181,18 @@ fn self_check<'s>(
     true_verdicts
         .join_map(twin_verdicts, |_, t, m| (*t, *m))
         .inspect(move |((t, m), _, diff)| {
-            if *diff <= 0 {
-                return;
-            }
+            // Equal verdict pairs arrive consolidated: `diff` of them.
+            let Ok(n) = u64::try_from(*diff) else { return };
             counted.with(&check_name, |s| match (t, m) {
                 (Some(t), Some(m)) => {
-                    s.count("pairs", 1);
+                    s.count("pairs", n);
                     if t > m {
-                        s.count("wins", 1);
+                        s.count("wins", n);
                     } else if t == m {
-                        s.count("ties", 1);
+                        s.count("ties", n);
                     }
                 }
-                _ => s.count("unreadable", 1),
+                _ => s.count("unreadable", n),
             });
         })
         .flat_map(|_| Option::<Doc>::None)
@@ -226,8 +246,7 @@ impl<'s> Evaluate<'s> for VecCollection<'s, Epoch, Doc> {
         for attempt in 0..=cfg.retries {
             let op_name = if attempt == 0 { name.to_string() } else { format!("{name}.retry") };
             let op = models.evaluator_op(stage.clone());
-            let (req_cfg, req_template, json) =
-                (cfg.clone(), template.clone(), models.evaluator.json_schema());
+            let (req_cfg, req_template, json) = (cfg.clone(), template.clone(), Enforce::of(models));
             let results = pending.clone().generate_named(&op_name, &op, stats, move |doc: &Doc| {
                 Ok(req_cfg.request(&req_template, doc, attempt, json))
             });
