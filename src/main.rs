@@ -458,18 +458,47 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 no_progress,
                 sample_rate: Some(sample_rate),
             };
-            let code = run(input_dir.display().to_string(), common, false, None)?;
+            let code = run_with(input_dir.display().to_string(), common, false, None, true)?;
             eprintln!(
                 "dataset: {}/dataset (lang=*/part-*.parquet, rejects/, stats/, _xinstruct/manifest.json)",
                 output.display()
+            );
+            eprintln!(
+                "note: the bundled Gemma-3-270M base model shows the mechanics (reverse instruction, checks, \
+                 judging, refinement, the judge's self-check), not the quality a 7B+ generator and judge give: \
+                 point [instruct] generator/evaluator at a larger model or an OpenAI-compatible server \
+                 (docs/instruct.md)"
             );
             Ok(code)
         }
     }
 }
 
+/// What the demo changes in the defaults for its bundled 270M base model: the few-shot reverse
+/// prompt (its worked examples make a small base model write question-shaped English, where the
+/// authors' zero-shot prompt mostly gets echoes and fragments; docs/instruct.md), and the
+/// judge's self-check on every evaluated pair (the sample is small). A config file that sets
+/// either keeps its value.
+fn demo_defaults(config: &mut Config) {
+    use xinstruct_operators::instruct::prompt::{BuiltIn, TemplateChoice};
+    use xinstruct_operators::instruct::{EvaluateConfig, ReverseConfig};
+    if config.reverse_instruction.template == ReverseConfig::default().template {
+        config.reverse_instruction.template = TemplateChoice::BuiltIn(BuiltIn::Fewshot);
+    }
+    if config.evaluate.self_check_rate == EvaluateConfig::default().self_check_rate {
+        config.evaluate.self_check_rate = 1.0;
+    }
+}
+
 fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Result<i32> {
+    run_with(input, common, watch, interval, false)
+}
+
+fn run_with(input: String, common: Common, watch: bool, interval: Option<u64>, demo: bool) -> Result<i32> {
     let mut config = Config::load(common.config.as_deref())?;
+    if demo {
+        demo_defaults(&mut config);
+    }
     if let Some(w) = common.workers {
         config.run.workers = std::num::NonZeroUsize::new(w).context("--workers must be at least 1")?;
     }
