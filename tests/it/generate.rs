@@ -598,3 +598,73 @@ fn constrained_verdicts_from_the_bundled_model_always_parse() {
     }
     eprintln!("labels: {labels:?}");
 }
+
+/// A server that counts the requests it holds at once (each answered after 150 ms on a thread
+/// of its own); the first answer is a 429 with `Retry-After: 3600`.
+fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let addr = match server.server_addr() {
+        tiny_http::ListenAddr::IP(a) => a.to_string(),
+        _ => unreachable!(),
+    };
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = most.clone();
+    std::thread::spawn(move || {
+        for (n, req) in server.incoming_requests().enumerate() {
+            let (now, most) = (now.clone(), most.clone());
+            std::thread::spawn(move || {
+                let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(held, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(150));
+                now.fetch_sub(1, Ordering::SeqCst);
+                let close = tiny_http::Header::from_bytes("Connection", "close").unwrap();
+                if n == 0 {
+                    let later = tiny_http::Header::from_bytes("Retry-After", "3600").unwrap();
+                    let r = tiny_http::Response::from_string("busy").with_status_code(429);
+                    let _ = req.respond(r.with_header(later).with_header(close));
+                    return;
+                }
+                let reply = r#"{"choices": [{"text": " ok", "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}"#;
+                let _ = req.respond(tiny_http::Response::from_string(reply).with_header(close));
+            });
+        }
+    });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// `concurrency` bounds the requests in flight across every caller thread sharing a generator
+/// (each `generate` operator has its own), measured at the server; a `Retry-After` of an hour
+/// waits `max_retry_after_secs`.
+#[test]
+fn concurrency_is_a_limit_across_callers_and_retry_after_is_capped() {
+    let (url, most) = counting_server();
+    let g = Arc::new(
+        OpenAiGenerator::new(OpenAiConfig {
+            base_url: url,
+            model: "m".into(),
+            concurrency: 3,
+            retries: 2,
+            max_retry_after_secs: 1,
+            ..OpenAiConfig::default()
+        })
+        .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let g = g.clone();
+            std::thread::spawn(move || g.generate((0..6).map(|_| text("Hi", 2)).collect()))
+        })
+        .collect();
+    for c in callers {
+        for r in c.join().unwrap() {
+            assert_eq!(r.unwrap().text, " ok");
+        }
+    }
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=3).contains(&most), "{most} requests in flight at once with concurrency 3");
+    // 24 requests of 150 ms, 3 at a time, plus one capped Retry-After of 1 s.
+    let took = started.elapsed().as_secs_f64();
+    assert!(took < 20.0, "{took} s: the Retry-After of an hour was not capped");
+}

@@ -369,6 +369,9 @@ fn judge_answers_of_every_format_through_an_openai_server() {
         })
         .collect();
     std::fs::write(input.join("cases.jsonl"), lines.join("\n") + "\n").unwrap();
+    // One request at a time: with several connections open at once this tiny_http server now and
+    // then holds a request until the client's timeout (seen with 8 and 11 in flight; the
+    // counting server in generate.rs, which answers on a thread per request, does not).
     let (url, bodies) = scripted_judge_server();
     let cfg = tmp.path().join("x.toml");
     std::fs::write(

@@ -1,7 +1,9 @@
 //! A client for OpenAI-compatible servers (vLLM, TGI, llama.cpp server, Ollama, `xinst serve`):
 //! `/v1/completions` for text prompts and `/v1/chat/completions` for chat prompts, a limit on
-//! requests in flight, a timeout per request, and retries with exponential backoff and full
-//! jitter on 429, 5xx, timeouts and connection errors (honouring `Retry-After`).
+//! requests in flight (one semaphore per generator, so it holds across every operator and
+//! caller thread of the process that shares it), a timeout per request, and retries with
+//! exponential backoff and full jitter on 429, 5xx, timeouts and connection errors (honouring
+//! `Retry-After` up to a cap).
 
 use super::{Completion, FinishReason, GenError, GenOutcome, GenRequest, Generator, Prompt};
 use rand::Rng;
@@ -19,13 +21,15 @@ pub struct OpenAiConfig {
     pub model: String,
     /// Environment variable holding the API key (sent as a bearer token when set).
     pub api_key_env: String,
-    /// Requests in flight at most.
+    /// Requests in flight at most, over all operators and threads of the process.
     pub concurrency: usize,
     pub timeout_secs: u64,
     /// Retries after the first attempt.
     pub retries: u32,
     /// First backoff; doubles each retry (full jitter), capped at 30 s.
     pub backoff_ms: u64,
+    /// The longest a server's `Retry-After` is honoured (seconds); longer asks wait this long.
+    pub max_retry_after_secs: u64,
     /// Send the evaluator's JSON schema as `response_format` (`json_schema`), which vLLM's and
     /// llama.cpp's servers enforce with constrained decoding. Turn off for servers that refuse
     /// the field.
@@ -42,6 +46,7 @@ impl Default for OpenAiConfig {
             timeout_secs: 120,
             retries: 4,
             backoff_ms: 500,
+            max_retry_after_secs: 60,
             structured_output: true,
         }
     }
@@ -52,6 +57,9 @@ pub struct OpenAiGenerator {
     client: reqwest::Client,
     rt: tokio::runtime::Runtime,
     key: Option<String>,
+    /// Permits for requests in flight (`concurrency`); held while a request is out, not while
+    /// it waits to be retried.
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// Requests sent, including retries (for stats and tests).
     pub attempts: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -69,7 +77,8 @@ impl OpenAiGenerator {
             .build()
             .map_err(|e| GenError::Model(e.to_string()))?;
         let key = std::env::var(&cfg.api_key_env).ok().filter(|k| !k.is_empty());
-        Ok(OpenAiGenerator { cfg, client, rt, key, attempts: Default::default() })
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
+        Ok(OpenAiGenerator { cfg, client, rt, key, in_flight, attempts: Default::default() })
     }
 
     /// The server's first model id from `GET /models`; a clear error when unreachable.
@@ -169,7 +178,10 @@ impl OpenAiGenerator {
         let (url, body) = self.body(&req);
         let mut attempt = 0;
         loop {
-            match self.once(&url, &body).await {
+            let permit = self.in_flight.acquire().await.map_err(|_| GenError::Closed)?;
+            let sent = self.once(&url, &body).await;
+            drop(permit);
+            match sent {
                 Ok(mut c) => {
                     if let Some(at) = super::sampling::find_stop(&c.text, &req.params.stop) {
                         c.text.truncate(at);
@@ -183,7 +195,8 @@ impl OpenAiGenerator {
                     }
                     let cap = (self.cfg.backoff_ms.saturating_mul(1 << attempt.min(16))).min(30_000);
                     let jitter = rand::rng().random_range(0..=cap);
-                    let wait = retry_after.unwrap_or(Duration::from_millis(jitter));
+                    let cap_after = Duration::from_secs(self.cfg.max_retry_after_secs);
+                    let wait = retry_after.map_or(Duration::from_millis(jitter), |d| d.min(cap_after));
                     tracing::debug!("retrying {url} in {wait:?} after: {e}");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
