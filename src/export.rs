@@ -117,16 +117,6 @@ pub fn dataset_info_entry(file_name: &str, format: ExportFormat) -> Value {
     }
 }
 
-impl ExportFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            ExportFormat::Alpaca => "alpaca",
-            ExportFormat::Sharegpt => "sharegpt",
-            ExportFormat::Jsonl => "jsonl",
-        }
-    }
-}
-
 /// The axolotl `datasets:` entry for an exported file (YAML).
 pub fn axolotl_snippet(path: &str, format: ExportFormat) -> String {
     let path = serde_json::to_string(path).unwrap_or_default();
@@ -223,7 +213,9 @@ pub async fn export(session: &SqlSession, opts: &ExportOptions) -> Result<Export
     drop(w);
     std::fs::rename(&tmp, &opts.out).with_context(|| format!("writing {}", opts.out.display()))?;
     let file_name = opts.out.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-    done.entry = format!("{}_{}", opts.name, opts.format.name());
+    // The format as the command line spells it (`--format sharegpt`).
+    let format = clap::ValueEnum::to_possible_value(&opts.format).map(|v| v.get_name().to_string());
+    done.entry = format!("{}_{}", opts.name, format.unwrap_or_default());
     done.dataset_info =
         write_dataset_info(&opts.out, &done.entry, dataset_info_entry(&file_name, opts.format))?;
     let mut axolotl = opts.out.clone().into_os_string();

@@ -65,17 +65,16 @@ pub struct VerdictState {
     /// Empty while the reason is written.
     plan: VecDeque<Step>,
     started: bool,
-    done: bool,
 }
 
 impl VerdictState {
     pub fn new(tokens: VerdictTokens) -> VerdictState {
-        VerdictState { tokens, plan: VecDeque::new(), started: false, done: false }
+        VerdictState { tokens, plan: VecDeque::new(), started: false }
     }
 
     /// The answer is complete (the score is out): end the sequence.
     pub fn done(&self) -> bool {
-        self.done
+        self.started && matches!(self.plan.front(), Some(Step::End) | None)
     }
 
     /// Whether the reason is still being written (no constraint on the next token).
@@ -142,9 +141,6 @@ impl VerdictState {
                     _ => self.plan.push_front(Step::Choose { options: left, at: at + 1 }),
                 }
             }
-        }
-        if matches!(self.plan.front(), Some(Step::End) | None) && self.started {
-            self.done = true;
         }
     }
 }

@@ -14,7 +14,7 @@
 use super::models::{doc_seed, language_name, prompt_text, StageModels};
 use super::prompt::{BuiltIn, Template, TemplateChoice};
 use super::self_check::{in_sample, judged, twins_of};
-use super::verdict::{parse_evaluation, verdict_schema, Label};
+use super::verdict::{parse_evaluation, verdict_schema, EvalIssue, Evaluation, Label};
 use crate::doc::{Doc, Reject};
 use crate::filter::split_map;
 use crate::generate::{Constraint, GenRequest, GenResult, GenerateExt, SamplingParams};
@@ -110,26 +110,33 @@ impl Enforce {
     }
 }
 
-/// Writes the evaluator's verdict into the pair.
+/// The judge's answer read as a verdict: [`parse_evaluation`], plus the prompt's own check — a
+/// reason copied from the template's worked examples is the prompt repeated, not a judgement.
+/// Unknown verdicts say why in their reason (`eval_inconsistent: …`).
+fn read_verdict(answer: &str, template_text: &str) -> Evaluation {
+    let mut e = parse_evaluation(answer);
+    if e.reason.chars().count() >= 12 && template_text.contains(e.reason.as_str()) {
+        e.label = Label::Unknown;
+        e.reason = format!("copied from the prompt's examples: {}", e.reason);
+    } else if let Some(issue) = e.issue {
+        e.reason =
+            format!("{}: {}", issue.reason(), if e.reason.is_empty() { answer.trim() } else { &e.reason });
+    }
+    e
+}
+
+/// Writes the evaluator's verdict into the pair; also returns why it is unknown, if it is.
 fn label_pair(
     (mut doc, r): (Doc, GenResult),
     op: &str,
     evaluator: &str,
     stage: &str,
     template_text: &str,
-) -> Result<Doc, Reject> {
+) -> Result<(Doc, Option<EvalIssue>), Reject> {
     if !r.ok {
         return Err(Reject::new(doc.source.clone(), op, &r.reason, r.detail, Some(doc.id)));
     }
-    let mut e = parse_evaluation(&r.text);
-    // An evaluator that copies a worked example's reason is repeating the prompt, not judging.
-    if e.reason.chars().count() >= 12 && template_text.contains(e.reason.as_str()) {
-        e.label = Label::Unknown;
-        e.reason = format!("copied from the prompt's examples: {}", e.reason);
-    } else if let Some(issue) = e.issue {
-        e.reason =
-            format!("{}: {}", issue.reason(), if e.reason.is_empty() { r.text.trim() } else { &e.reason });
-    }
+    let e = read_verdict(&r.text, template_text);
     if let Some(pair) = doc.pair.as_mut() {
         pair.label = e.label.as_str().to_string();
         pair.score = e.score;
@@ -141,7 +148,7 @@ fn label_pair(
         pair.tokens_in += r.prompt_tokens;
         pair.tokens_out += r.completion_tokens;
     }
-    Ok(doc)
+    Ok((doc, e.issue))
 }
 
 fn is_unknown(doc: &Doc) -> bool {
@@ -165,12 +172,14 @@ fn self_check<'s>(
         .filter(move |d: &Doc| d.pair.as_ref().is_some_and(|p| !p.label.is_empty()) && in_sample(d, rate));
     let twins = twins_of(sampled.clone(), &format!("{name}.twins"));
     let op = models.evaluator_op(template.stage_key());
-    let (req_cfg, req_template, json) = (cfg.clone(), template.clone(), Enforce::of(models));
+    let (req_cfg, req_template, enforce) = (cfg.clone(), template.clone(), Enforce::of(models));
     let judged_twins = twins.generate_named(&check_name, &op, stats, move |doc: &Doc| {
-        Ok(req_cfg.request(&req_template, doc, 0, json))
+        Ok(req_cfg.request(&req_template, doc, 0, enforce))
     });
-    let twin_verdicts = judged_twins.map(|(d, r)| {
-        let e = parse_evaluation(if r.ok { &r.text } else { "" });
+    // Read exactly as the true pairs are (a copied reason is unknown on both sides).
+    let template_text = template.text.clone();
+    let twin_verdicts = judged_twins.map(move |(d, r)| {
+        let e = read_verdict(if r.ok { &r.text } else { "" }, &template_text);
         (d.id, judged(e.label.as_str(), e.score))
     });
     let true_verdicts = sampled.map(|d| {
@@ -246,29 +255,25 @@ impl<'s> Evaluate<'s> for VecCollection<'s, Epoch, Doc> {
         for attempt in 0..=cfg.retries {
             let op_name = if attempt == 0 { name.to_string() } else { format!("{name}.retry") };
             let op = models.evaluator_op(stage.clone());
-            let (req_cfg, req_template, json) = (cfg.clone(), template.clone(), Enforce::of(models));
+            let (req_cfg, req_template, enforce) = (cfg.clone(), template.clone(), Enforce::of(models));
             let results = pending.clone().generate_named(&op_name, &op, stats, move |doc: &Doc| {
-                Ok(req_cfg.request(&req_template, doc, attempt, json))
+                Ok(req_cfg.request(&req_template, doc, attempt, enforce))
             });
             let (ev, st, on, tt) = (evaluator.clone(), stage.clone(), op_name.clone(), template.text.clone());
             let counted = stats.clone();
             let (labelled, failed) = split_map(results, &op_name, stats, move |item| {
-                let verdict = label_pair(item, &on, &ev, &st, &tt);
-                if let Ok(Some(p)) = verdict.as_ref().map(|d| d.pair.as_ref()) {
+                let (doc, issue) = label_pair(item, &on, &ev, &st, &tt)?;
+                if let Some(p) = doc.pair.as_ref() {
                     // The label distribution of this attempt (`label.good`, …), and why the
                     // unknown ones are (`eval_inconsistent`, …).
                     counted.with(&on, |s| {
                         s.count(&format!("label.{}", p.label), 1);
-                        if let Some((issue, _)) =
-                            p.eval_reason.split_once(':').filter(|_| p.label == "unknown")
-                        {
-                            if issue.starts_with("eval_") {
-                                s.count(issue, 1);
-                            }
+                        if let Some(issue) = issue {
+                            s.count(issue.reason(), 1);
                         }
                     });
                 }
-                verdict
+                Ok(doc)
             });
             rejects = Some(match rejects {
                 None => failed,
