@@ -772,7 +772,10 @@ fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::Joi
             if on_model {
                 bar.set_length(asked);
                 bar.set_position(answered);
-                bar.set_message(format!("({docs} docs read)"));
+                bar.set_message(match progress.generators.outage() {
+                    Some(down) => format!("({docs} docs read) {down}: waiting for it"),
+                    None => format!("({docs} docs read)"),
+                });
             } else {
                 bar.set_length(planned);
                 bar.set_position(read);
@@ -784,6 +787,9 @@ fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::Joi
                     docs as f64 / started.elapsed().as_secs_f64().max(1e-3),
                     if asked > 0 { format!(", model {answered}/{asked}") } else { String::new() }
                 ));
+                if let Some(down) = progress.generators.outage() {
+                    bar.set_message(format!("{down}: waiting for it"));
+                }
             }
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -50,6 +50,23 @@ pub struct Manifest {
     /// The snapshot of clusters of two or more documents.
     #[serde(default)]
     pub dup_clusters: Option<FileEntry>,
+    /// Shards with documents whose model call failed for the model's reasons (server down,
+    /// timeouts, …): committed with what was made, and read again by the next run and every
+    /// `watch` poll until those documents are done (the memo cache answers the rest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub awaiting: BTreeMap<String, Awaiting>,
+}
+
+/// A shard's documents that wait for the model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Awaiting {
+    pub docs: u64,
+    /// By reason (`gen_unreachable`, `gen_http_error`, …).
+    pub reasons: BTreeMap<String, u64>,
+    /// The epoch that last tried them.
+    pub epoch: Epoch,
+    /// One failure's message, to show what went wrong.
+    pub example: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

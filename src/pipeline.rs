@@ -7,7 +7,7 @@
 
 use crate::config::{Config, OperatorName};
 use crate::dedup::{shard_signatures, ClusterView};
-use crate::manifest::{self, DedupState, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
+use crate::manifest::{self, Awaiting, DedupState, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
 use crate::sink::{FileWritten, SideRow, SinkEvent, SinkTarget, WriteDataset};
 use crate::store::{hash_file, Store, StoreOpener};
 use anyhow::{anyhow, bail, Context, Result};
@@ -26,7 +26,8 @@ use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
 use xinstruct_operators::dedup::{Dedup, DocKey, Membership, SigRecord};
-use xinstruct_operators::generate::MemoCache;
+use xinstruct_operators::fault::{panic_message, Fault};
+use xinstruct_operators::generate::{awaits_model, MemoCache};
 use xinstruct_operators::instruct::{
     self_check::Discrimination, CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
 };
@@ -75,6 +76,9 @@ pub struct RunSummary {
     /// dedup settings).
     #[serde(default)]
     pub shards_reread: u64,
+    /// Unchanged shards read again because some of their documents awaited the model.
+    #[serde(default)]
+    pub shards_retried: u64,
     /// Shards read and committed (new or changed content).
     pub shards_processed: u64,
     pub shards_pruned: u64,
@@ -93,6 +97,17 @@ pub struct RunSummary {
     pub file_errors: Vec<String>,
     /// Rejected records by reason, over all operators.
     pub rejects_by_reason: BTreeMap<String, u64>,
+    /// Documents whose model call failed for the model's reasons (server down, timeouts, …)
+    /// and that wait for the next run, over the whole dataset after this run; by reason.
+    #[serde(default)]
+    pub awaiting_model: u64,
+    #[serde(default)]
+    pub awaiting_shards: u64,
+    #[serde(default)]
+    pub awaiting_by_reason: BTreeMap<String, u64>,
+    /// One waiting document's failure, to show what went wrong.
+    #[serde(default)]
+    pub awaiting_example: Option<String>,
     pub operators: BTreeMap<String, OpStats>,
     /// The operator chain between read and write, in order.
     pub chain: Vec<String>,
@@ -122,9 +137,12 @@ impl JudgeCheck {
 }
 
 impl RunSummary {
-    /// The exit code: 0 clean, 3 when any shard had a file-level error or could not be opened.
+    /// The exit code: 0 clean; 4 when documents await the model (rerun when it is back);
+    /// else 3 when any shard had a file-level error or could not be opened.
     pub fn exit_code(&self) -> i32 {
-        if self.open_errors.is_empty() && self.file_errors.is_empty() {
+        if self.awaiting_model > 0 {
+            4
+        } else if self.open_errors.is_empty() && self.file_errors.is_empty() {
             0
         } else {
             3
@@ -139,6 +157,8 @@ enum LeaderEvent {
     Sink(SinkEvent),
     /// A change to the membership of a document in a cluster of two or more.
     Cluster(DocKey, Membership, isize),
+    /// A document whose model call failed for the model's reasons: not a reject, work pending.
+    Awaiting(Reject, isize),
 }
 
 pub fn run(opts: RunOptions) -> Result<RunSummary> {
@@ -201,9 +221,14 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     }
     let models = load_models(&opts, &output)?;
     let opts = Arc::new(opts);
+    let fault = Arc::new(Fault::default());
+    // Set when worker 0 of this process is done with the run (committed or given up): after a
+    // fault the driver waits for it, so no commit is cut short, and for nothing else.
+    let leader_done = Arc::new(AtomicBool::new(false));
     let guards = timely::execute(config, {
-        let opts = opts.clone();
+        let (opts, fault, leader_done) = (opts.clone(), fault.clone(), leader_done.clone());
         move |worker| {
+            let index = worker.index();
             let ctx = WorkerCtx {
                 opts: opts.clone(),
                 rt: rt.clone(),
@@ -214,11 +239,41 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
                 lang_id: lang_id.clone(),
                 models: models.clone(),
                 takedown: takedown.clone(),
+                fault: fault.clone(),
             };
-            ctx.run_worker(worker).map_err(|e| format!("{e:#}"))
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run_worker(worker)));
+            let result = match ran {
+                Ok(Ok(summary)) => Ok(summary),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(panic) => Err(format!("worker {index} failed: {}", panic_message(panic.as_ref()))),
+            };
+            if let Err(e) = &result {
+                fault.raise(e.clone());
+            }
+            if index == 0 {
+                leader_done.store(true, Ordering::SeqCst);
+            }
+            result
         }
     })
     .map_err(|e| anyhow!("starting timely workers: {e}"))?;
+    // Wait for the workers, or for a fault: then the other workers may never finish (timely
+    // does not notice a dead worker), so they are left behind and the run ends with the
+    // fault's message.
+    loop {
+        if guards.guards().iter().all(|g| g.is_finished()) {
+            break;
+        }
+        if let Some(message) = fault.get() {
+            let since = Instant::now();
+            while !leader_done.load(Ordering::SeqCst) && since.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::mem::forget(guards);
+            bail!(message);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut summary = None;
     for result in guards.join() {
         match result {
@@ -252,6 +307,8 @@ struct WorkerCtx {
     models: Option<StageModels>,
     /// Document ids dedup rejects as `taken_down`.
     takedown: Arc<HashSet<String>>,
+    /// Raised by a worker or operator that cannot go on; the leader stops at once.
+    fault: Arc<Fault>,
 }
 
 /// Loads the language-ID model once per process, fetching lid.176 into the model cache when
@@ -285,6 +342,10 @@ fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>>
         crate::generation::open(&cfg.evaluator, &config.engine, &config.openai)
             .with_context(|| format!("[instruct] evaluator = {:?}", cfg.evaluator))?
     };
+    opts.progress.generators.watch(generator.clone());
+    if !Arc::ptr_eq(&generator, &evaluator) {
+        opts.progress.generators.watch(evaluator.clone());
+    }
     let memo = if cfg.memo {
         let file = format!("memo-p{}.redb", opts.cluster.process);
         let path = match (&cfg.memo_path, &output.local_root) {
@@ -386,8 +447,12 @@ impl WorkerCtx {
             rt: self.rt.clone(),
             spool_dir: self.spool_dir.clone(),
         });
-        let target =
-            SinkTarget { out: self.output.clone(), rt: self.rt.clone(), spool_dir: self.spool_dir.clone() };
+        let target = SinkTarget {
+            out: self.output.clone(),
+            rt: self.rt.clone(),
+            spool_dir: self.spool_dir.clone(),
+            fault: self.fault.clone(),
+        };
         let config = &self.opts.config;
         let (mut shards_in, mut prior_in) = worker.dataflow::<Epoch, _, _>(|scope| -> Result<_> {
             let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
@@ -403,8 +468,13 @@ impl WorkerCtx {
                 self.models.as_ref(),
                 &stats,
             )?;
+            // A model that did not answer is not a verdict on the document: those go to the
+            // leader as pending work, the rest to the rejects table.
+            let awaiting = rejects.clone().filter(|r| awaits_model(&r.reason));
+            let rejects = rejects.filter(|r| !awaits_model(&r.reason));
             let mut side = rejects.map(SideRow::Reject);
             let mut events = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
+            events = events.concat(awaiting.inner.map(|(r, _, d)| LeaderEvent::Awaiting(r, d)));
             if let Some(dedup) = dedup {
                 side = side.concat(dedup.records.map(SideRow::Signature));
                 events =
@@ -431,11 +501,15 @@ impl WorkerCtx {
             if !first {
                 // Wait for the next poll, waking often enough to notice Ctrl-C.
                 let until = Instant::now() + Duration::from_secs(self.opts.config.watch.interval_secs.get());
-                while Instant::now() < until && !self.opts.stop.load(Ordering::SeqCst) {
+                while Instant::now() < until
+                    && !self.opts.stop.load(Ordering::SeqCst)
+                    && !self.fault.is_raised()
+                {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
             first = false;
+            self.check_fault()?;
             if self.opts.stop.load(Ordering::SeqCst) {
                 leader.summary.interrupted = true;
                 break;
@@ -470,8 +544,10 @@ impl WorkerCtx {
                 shards_in.flush();
                 prior_in.flush();
                 while probe.less_than(&(epoch + 1)) {
+                    self.check_fault()?;
                     worker.step_or_park(Some(PARK));
                 }
+                self.check_fault()?;
                 let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
                 let still_planned: BTreeSet<&String> = queue.iter().map(|t| &t.uri).collect();
                 let rereads = leader.commit(self, epoch, events, &batch, &still_planned)?;
@@ -484,11 +560,21 @@ impl WorkerCtx {
         drop(shards_in);
         drop(prior_in);
         while !probe.done() {
+            self.check_fault()?;
             worker.step_or_park(Some(PARK));
         }
         let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
         leader.absorb_stats(&events);
         Ok(Some(leader.summary))
+    }
+
+    /// Stops the leader when any worker of the process raised a fault: nothing more is fed
+    /// or committed.
+    fn check_fault(&self) -> Result<()> {
+        match self.fault.get() {
+            Some(message) => bail!(message),
+            None => Ok(()),
+        }
     }
 }
 
@@ -571,7 +657,9 @@ impl Leader {
         } else {
             None
         };
-        Ok(Leader { manifest, summary, dedup })
+        let mut leader = Leader { manifest, summary, dedup };
+        leader.note_awaiting();
+        Ok(leader)
     }
 
     /// Whether dedup needs an epoch although no shard is planned: changed clustering
@@ -669,8 +757,14 @@ impl Leader {
                 // instead of loading signatures made with the old settings.
                 self.manifest.reread.insert(task.uri.clone());
             }
-            if self.manifest.reread.contains(&task.uri) {
-                self.summary.shards_reread += 1;
+            let reread = self.manifest.reread.contains(&task.uri);
+            let retry = self.manifest.awaiting.contains_key(&task.uri);
+            if reread || retry {
+                if reread {
+                    self.summary.shards_reread += 1;
+                } else {
+                    self.summary.shards_retried += 1;
+                }
                 todo.push(ShardTask { born: Some(entry.born()), ..task.clone() });
             }
         }
@@ -687,6 +781,7 @@ impl Leader {
                     d.in_dataflow.remove(&uri);
                 }
                 self.manifest.reread.remove(&uri);
+                self.manifest.awaiting.remove(&uri);
                 if let Some(entry) = self.manifest.shards.remove(&uri) {
                     pending.deletes.extend(entry.files.into_iter().map(|f| f.path));
                     self.summary.shards_pruned += 1;
@@ -716,9 +811,14 @@ impl Leader {
             }
         }
         self.summary.rejects_by_reason.clear();
+        self.summary.awaiting_by_reason.clear();
         for stats in self.summary.operators.values() {
             for (reason, n) in &stats.dropped {
-                *self.summary.rejects_by_reason.entry(reason.clone()).or_default() += n;
+                let to = match awaits_model(reason) {
+                    true => &mut self.summary.awaiting_by_reason,
+                    false => &mut self.summary.rejects_by_reason,
+                };
+                *to.entry(reason.clone()).or_default() += n;
             }
         }
         self.summary.rejects = self.summary.rejects_by_reason.values().sum();
@@ -737,6 +837,14 @@ impl Leader {
         });
     }
 
+    /// The dataset's documents awaiting the model, as the manifest has them now.
+    fn note_awaiting(&mut self) {
+        let waiting = &self.manifest.awaiting;
+        self.summary.awaiting_model = waiting.values().map(|a| a.docs).sum();
+        self.summary.awaiting_shards = waiting.len() as u64;
+        self.summary.awaiting_example = waiting.values().next().map(|a| a.example.clone());
+    }
+
     /// Records an epoch's shards and files in the manifest and makes the files visible.
     /// Returns the committed shards dedup wants read again (a document changed side).
     fn commit(
@@ -751,9 +859,18 @@ impl Leader {
         let mut files: BTreeMap<String, Vec<FileWritten>> = BTreeMap::new();
         let mut reports = Vec::new();
         let mut cluster_changes = Vec::new();
+        let mut awaiting: BTreeMap<String, (isize, BTreeMap<String, isize>, String)> = BTreeMap::new();
         for e in events {
             match e {
                 LeaderEvent::Report(r) => reports.push(r),
+                LeaderEvent::Awaiting(r, d) => {
+                    let shard = awaiting.entry(r.origin.shard.clone()).or_default();
+                    shard.0 += d;
+                    *shard.1.entry(r.reason).or_default() += d;
+                    if shard.2.is_empty() {
+                        shard.2 = format!("{}: {}", r.doc_id.unwrap_or_default(), r.detail);
+                    }
+                }
                 LeaderEvent::Sink(SinkEvent::File(f)) => files.entry(f.shard.clone()).or_default().push(f),
                 LeaderEvent::Sink(SinkEvent::Stats(_)) => {}
                 LeaderEvent::Cluster(k, m, d) => cluster_changes.push((k, m, d)),
@@ -804,6 +921,17 @@ impl Leader {
                     .collect(),
                 born: report.task.born,
             };
+            match awaiting.remove(&uri).filter(|(n, _, _)| *n > 0) {
+                Some((n, reasons, example)) => {
+                    let reasons =
+                        reasons.into_iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r, n as u64)).collect();
+                    let waiting = Awaiting { docs: n as u64, reasons, epoch, example };
+                    self.manifest.awaiting.insert(uri.clone(), waiting);
+                }
+                None => {
+                    self.manifest.awaiting.remove(&uri);
+                }
+            }
             if let Some(old) = self.manifest.shards.insert(uri, shard) {
                 entry.shards_replaced += 1;
                 pending.deletes.extend(old.files.into_iter().map(|f| f.path));
@@ -819,6 +947,7 @@ impl Leader {
         self.manifest.next_epoch = epoch + 1;
         self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
         self.summary.epochs.push(epoch);
+        self.note_awaiting();
         tracing::info!(epoch, rereads = rereads.len(), "epoch committed");
         Ok(rereads)
     }

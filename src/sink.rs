@@ -31,6 +31,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use tokio::runtime::Runtime;
 use xinstruct_operators::dedup::SigRecord;
+use xinstruct_operators::fault::Fault;
 use xinstruct_operators::stats::{OpStats, StatsRegistry};
 use xinstruct_operators::{Doc, Epoch, Reject};
 use xxhash_rust::xxh3::xxh3_64;
@@ -192,6 +193,8 @@ pub struct SinkTarget {
     pub rt: Arc<Runtime>,
     /// Local folder for parts of a remote output before upload.
     pub spool_dir: PathBuf,
+    /// Where a write or upload error goes (the run ends with it; see `fault`).
+    pub fault: Arc<Fault>,
 }
 
 enum Rows {
@@ -458,7 +461,16 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                 // Held at the input frontier so leftover stats can be reported at the end.
                 let mut stats_cap = Some(init_cap);
                 let mut failure: Option<String> = None;
+                // After a failure: the capabilities the failing epoch holds, never released.
+                let mut failed = false;
+                let mut held: Vec<Capability<Epoch>> = Vec::new();
                 move |(docs_in, docs_frontier), (rejects_in, rejects_frontier), output| {
+                    if failed {
+                        docs_in.for_each(|_, data| data.clear());
+                        rejects_in.for_each(|_, data| data.clear());
+                        let _ = &held;
+                        return;
+                    }
                     let started = Instant::now();
                     let mut written = 0u64;
                     let add = |epochs: &mut BTreeMap<Epoch, EpochParts>,
@@ -521,9 +533,16 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                             }
                         }
                     });
+                    if failed {
+                        return;
+                    }
                     if let Some(f) = &failure {
-                        // A sink that cannot write must not let the epoch commit.
-                        panic!("dataset sink failed: {f}");
+                        // A sink that cannot write must not let the epoch commit: it raises the
+                        // fault (the run ends with it) and keeps its capabilities, so the epoch
+                        // never completes.
+                        target.fault.raise(format!("{op}: writing the dataset failed: {f}"));
+                        failed = true;
+                        return;
                     }
                     let done: Vec<Epoch> = epochs
                         .keys()
@@ -540,8 +559,17 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                                     files += 1;
                                     session.give(SinkEvent::File(f));
                                 }
-                                Err(e) => panic!("dataset sink failed: {e:#}"),
+                                Err(e) => {
+                                    target.fault.raise(format!("{op}: writing the dataset failed: {e:#}"));
+                                    failed = true;
+                                    break;
+                                }
                             }
+                        }
+                        if failed {
+                            drop(session);
+                            held.push(slot.cap);
+                            return;
                         }
                         stats.with(&op, |s| s.count("files", files));
                         session.give(SinkEvent::Stats(stats.take()));

@@ -8,7 +8,7 @@ pub fn render(s: &RunSummary) -> String {
     let _ = writeln!(out, "\nxinstruct run: {} -> {}", s.input, s.output);
     let _ = writeln!(
         out,
-        "shards: {} listed, {} unchanged, {} new, {} changed, {} processed{}{}",
+        "shards: {} listed, {} unchanged, {} new, {} changed, {} processed{}{}{}",
         s.shards_listed,
         s.shards_unchanged,
         s.shards_new,
@@ -16,6 +16,11 @@ pub fn render(s: &RunSummary) -> String {
         s.shards_processed,
         if s.shards_reread > 0 {
             format!(" ({} read again for dedup: takedowns, promotions, new settings)", s.shards_reread)
+        } else {
+            String::new()
+        },
+        if s.shards_retried > 0 {
+            format!(" ({} read again for documents awaiting the model)", s.shards_retried)
         } else {
             String::new()
         },
@@ -129,6 +134,22 @@ pub fn render(s: &RunSummary) -> String {
         for (reason, n) in &s.rejects_by_reason {
             let _ = writeln!(out, "{reason:<24} {n:>10}");
         }
+    }
+    if !s.awaiting_by_reason.is_empty() {
+        let _ = writeln!(out, "\n{:<24} {:>10}", "model failure", "documents");
+        for (reason, n) in &s.awaiting_by_reason {
+            let _ = writeln!(out, "{reason:<24} {n:>10}");
+        }
+    }
+    if s.awaiting_model > 0 {
+        let _ = writeln!(
+            out,
+            "awaiting the model: {} documents of {} shards (not rejects: nothing is lost); run again when the \
+             model is back and they are retried, the memo cache answers the rest{}",
+            s.awaiting_model,
+            s.awaiting_shards,
+            s.awaiting_example.as_ref().map(|e| format!("\n  e.g. {e}")).unwrap_or_default()
+        );
     }
     for e in &s.file_errors {
         let _ = writeln!(out, "file error: {e}");

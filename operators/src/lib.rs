@@ -9,6 +9,7 @@ pub(crate) mod chars;
 pub mod dedup;
 pub mod diversity;
 pub mod doc;
+pub mod fault;
 pub mod filter;
 pub mod generate;
 pub mod instruct;

@@ -115,6 +115,33 @@ fn empty_and_overlong_prompts() {
 }
 
 #[test]
+fn a_prompt_with_a_token_outside_the_embedding_fails_alone() {
+    // Gemma 3's tokenizer knows `<image_soft_token>` (id 262144); its embedding has 262,144
+    // rows. The prompt fails on its own; the batch it came with is answered as if alone.
+    let ok: Vec<GenRequest> = prompts().iter().take(3).map(|p| text(p, 8)).collect();
+    let mut batch = ok.clone();
+    batch.insert(1, text("Describe the picture: <image_soft_token> in one line.", 8));
+    let out = gemma(4).generate(batch);
+    match &out[1] {
+        Err(e @ GenError::InvalidPrompt(m)) => {
+            assert!(m.contains("262144") && m.contains("image_soft_token"), "{m}");
+            assert!(!e.transient(), "the document's fault: a reject, not work awaiting the model");
+        }
+        other => panic!("{other:?}"),
+    }
+    let alone: Vec<String> =
+        ok.iter().map(|r| gemma(1).generate(vec![r.clone()]).pop().unwrap().unwrap().text).collect();
+    let with_it: Vec<String> =
+        [0, 2, 3].iter().map(|&i| out[i].clone().expect("the others are answered").text).collect();
+    assert_eq!(with_it, alone);
+    // The stages defuse exactly such tokens in document text: the tokenizer names them.
+    let special = gemma(4).special_tokens();
+    for t in ["<image_soft_token>", "<start_of_turn>", "<end_of_turn>"] {
+        assert!(special.iter().any(|s| s == t), "{t} in {} special tokens", special.len());
+    }
+}
+
+#[test]
 fn chat_prompt_on_smollm2_llama_gguf_with_its_own_vocabulary() {
     let gen = open_local("smollm2-135m-instruct", &EngineConfig::default()).expect("load smollm2");
     let req = GenRequest {
@@ -169,9 +196,9 @@ fn bad_model_files_get_clear_errors() {
 }
 
 /// `xinst serve` on a free loopback port; killed on drop.
-struct Served {
+pub(crate) struct Served {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Served {
@@ -181,7 +208,7 @@ impl Drop for Served {
     }
 }
 
-fn serve() -> Served {
+pub(crate) fn serve() -> Served {
     use std::io::BufRead;
     let mut child = crate::common::xinst()
         .args(["serve", "--model", "gemma-3-270m", "--addr", "127.0.0.1:0", "--max-batch", "4"])

@@ -78,6 +78,9 @@ pub struct CandleGenerator {
     pub arch: &'static str,
     /// The tokenizer can spell the verdict format ([`Constraint::Verdict`]).
     verdicts: bool,
+    /// The tokenizer's special tokens written like markup (`<start_of_turn>`,
+    /// `<image_soft_token>`, `[INST]`): defused in document text (see [`Generator::special_tokens`]).
+    special: Vec<String>,
 }
 
 pub fn device(spec: &str) -> Result<Device, GenError> {
@@ -201,6 +204,12 @@ fn load_tokenizer(files: &ModelFiles, gguf: Option<&GgufHeader>) -> Result<token
     })
 }
 
+/// A token that text could spell by accident of markup (`<…>`, `[…]`), not a byte or a
+/// whitespace token.
+fn looks_like_markup(t: &str) -> bool {
+    t.len() >= 3 && ((t.starts_with('<') && t.ends_with('>')) || (t.starts_with('[') && t.ends_with(']')))
+}
+
 /// End-of-sequence ids: the GGUF/config eos plus the end-of-turn tokens the vocabulary has.
 fn eos_ids(files: &ModelFiles, gguf: Option<&GgufHeader>, tok: &tokenizers::Tokenizer) -> Vec<u32> {
     let mut ids: Vec<u32> = ["<eos>", "</s>", "<end_of_turn>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>"]
@@ -299,11 +308,20 @@ impl CandleGenerator {
             max_step_tokens: cfg.max_step_tokens.max(1),
             stats: stats.clone(),
         };
+        let mut special: Vec<String> = engine
+            .tokenizer
+            .get_added_tokens_decoder()
+            .into_values()
+            .filter(|t| t.special && looks_like_markup(&t.content))
+            .map(|t| t.content)
+            .collect();
+        special.sort_unstable();
         let thread = std::thread::Builder::new()
             .name("candle-engine".into())
             .spawn(move || engine.run(rx))
             .map_err(|e| GenError::Model(e.to_string()))?;
         Ok(CandleGenerator {
+            special,
             verdicts: verdict.is_some(),
             name: name.to_string(),
             fingerprint,
@@ -359,6 +377,9 @@ impl Generator for CandleGenerator {
             Constraint::Verdict => self.verdicts,
         }
     }
+    fn special_tokens(&self) -> Vec<String> {
+        self.special.clone()
+    }
     fn generate(&self, batch: Vec<GenRequest>) -> Vec<GenOutcome> {
         let n = batch.len();
         let (tx, rx) = mpsc::channel();
@@ -397,6 +418,14 @@ struct Seq {
     pending: Vec<u32>,
     /// The verdict format, when the request asks for it.
     verdict: Option<VerdictState>,
+}
+
+impl Seq {
+    /// Tokens the sequence may still generate.
+    fn room_left(&self) -> usize {
+        let generated = self.tokens.len() - self.prompt_len;
+        self.job.req.params.max_new_tokens.max(1).saturating_sub(generated)
+    }
 }
 
 impl Engine {
@@ -454,11 +483,25 @@ impl Engine {
                 continue;
             }
             if let Err(e) = self.step(&mut active) {
-                // A failed forward pass fails the sequences in it, not the engine.
-                for seq in active.drain(..) {
-                    let _ = seq.job.reply.send((seq.job.index, Err(GenError::Model(e.to_string()))));
+                // A failed forward pass fails the sequence at fault, not the batch: each one is
+                // run again alone from a fresh cache (the failed pass may have written part of
+                // its KV), and only those that fail alone are answered with the error.
+                tracing::warn!(
+                    "engine: a batch of {} failed ({e}); retrying its sequences one by one",
+                    active.len()
+                );
+                let mut kept = Vec::with_capacity(active.len());
+                for mut seq in active.drain(..) {
+                    seq.cache = SeqCache::new(&self.model, seq.tokens.len() + seq.room_left());
+                    seq.pending = seq.tokens.clone();
+                    match self.step(std::slice::from_mut(&mut seq)) {
+                        Ok(()) => kept.push(seq),
+                        Err(e) => {
+                            let _ = seq.job.reply.send((seq.job.index, Err(GenError::Model(e.to_string()))));
+                        }
+                    }
                 }
-                continue;
+                active = kept;
             }
             let mut i = 0;
             while i < active.len() {
@@ -486,6 +529,14 @@ impl Engine {
             Err(e) => return Err((job, GenError::Model(format!("tokenizer: {e}")))),
         };
         let mut ids: Vec<u32> = self.bos.into_iter().chain(enc.get_ids().iter().copied()).collect();
+        // A tokenizer may know tokens the weights have no row for (Gemma 3's image tokens
+        // past its 262,144-row embedding): such a prompt would fail the whole forward pass.
+        let rows = self.model.embedding_rows();
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= rows) {
+            let piece = self.tokenizer.id_to_token(bad).unwrap_or_default();
+            let msg = format!("token {bad} ({piece:?}) is outside the model's {rows}-row embedding");
+            return Err((job, GenError::InvalidPrompt(msg)));
+        }
         let max_new = job.req.params.max_new_tokens.max(1);
         let room = self.context.saturating_sub(max_new).max(2);
         let mut truncated = 0;

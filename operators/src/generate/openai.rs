@@ -3,8 +3,10 @@
 //! requests in flight (one semaphore per generator, so it holds across every operator and
 //! caller thread of the process that shares it), a timeout per request, and retries with
 //! exponential backoff and full jitter on 429, 5xx, timeouts and connection errors (honouring
-//! `Retry-After` up to a cap).
+//! `Retry-After` up to a cap), and a circuit breaker ([`super::breaker`]): when the server is
+//! down, requests wait for it (one probe at a time) instead of failing one by one.
 
+use super::breaker::{Admit, Breaker, BreakerConfig};
 use super::{Completion, FinishReason, GenError, GenOutcome, GenRequest, Generator, Prompt};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,13 @@ pub struct OpenAiConfig {
     /// llama.cpp's servers enforce with constrained decoding. Turn off for servers that refuse
     /// the field.
     pub structured_output: bool,
+    /// Attempts in a row (retries included, over all requests) that fail for the server's
+    /// reasons before the circuit breaker opens: requests then wait while one probe at a time
+    /// tries the server. 0 turns the breaker off.
+    pub breaker_failures: u32,
+    /// How long requests wait for a server that is down before they fail (their documents
+    /// then await the model: the next run retries them).
+    pub max_outage_secs: u64,
 }
 
 impl Default for OpenAiConfig {
@@ -48,6 +57,8 @@ impl Default for OpenAiConfig {
             backoff_ms: 500,
             max_retry_after_secs: 60,
             structured_output: true,
+            breaker_failures: 5,
+            max_outage_secs: 120,
         }
     }
 }
@@ -60,6 +71,7 @@ pub struct OpenAiGenerator {
     /// Permits for requests in flight (`concurrency`); held while a request is out, not while
     /// it waits to be retried.
     in_flight: Arc<tokio::sync::Semaphore>,
+    breaker: std::sync::Mutex<Breaker>,
     /// Requests sent, including retries (for stats and tests).
     pub attempts: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -78,7 +90,17 @@ impl OpenAiGenerator {
             .map_err(|e| GenError::Model(e.to_string()))?;
         let key = std::env::var(&cfg.api_key_env).ok().filter(|k| !k.is_empty());
         let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
-        Ok(OpenAiGenerator { cfg, client, rt, key, in_flight, attempts: Default::default() })
+        let breaker = std::sync::Mutex::new(Breaker::new(BreakerConfig {
+            failures: cfg.breaker_failures,
+            max_outage: Duration::from_secs(cfg.max_outage_secs),
+            probe_interval: Duration::from_secs(1),
+            max_probe_interval: Duration::from_secs(30),
+        }));
+        Ok(OpenAiGenerator { cfg, client, rt, key, in_flight, breaker, attempts: Default::default() })
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The server's first model id from `GET /models`; a clear error when unreachable.
@@ -178,30 +200,66 @@ impl OpenAiGenerator {
         let (url, body) = self.body(&req);
         let mut attempt = 0;
         loop {
-            let permit = self.in_flight.acquire().await.map_err(|_| GenError::Closed)?;
+            let admitted = self.breaker().admit(std::time::Instant::now());
+            let probe = match admitted {
+                Admit::Send => false,
+                Admit::Probe => true,
+                Admit::Wait(d) => {
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                Admit::FailFast(detail) => return Err(GenError::Unreachable { url, detail }),
+            };
+            let permit = match self.in_flight.acquire().await {
+                Ok(p) => p,
+                Err(_) => {
+                    if probe {
+                        self.breaker().probe_abandoned();
+                    }
+                    return Err(GenError::Closed);
+                }
+            };
             let sent = self.once(&url, &body).await;
             drop(permit);
-            match sent {
+            let (e, retry_after) = match sent {
                 Ok(mut c) => {
+                    self.breaker().success();
                     if let Some(at) = super::sampling::find_stop(&c.text, &req.params.stop) {
                         c.text.truncate(at);
                         c.finish = super::FinishReason::Stop;
                     }
                     return Ok(c);
                 }
-                Err((e, retry_after)) => {
-                    if !e.retryable() || attempt >= self.cfg.retries {
-                        return Err(e);
-                    }
-                    let cap = (self.cfg.backoff_ms.saturating_mul(1 << attempt.min(16))).min(30_000);
-                    let jitter = rand::rng().random_range(0..=cap);
-                    let cap_after = Duration::from_secs(self.cfg.max_retry_after_secs);
-                    let wait = retry_after.map_or(Duration::from_millis(jitter), |d| d.min(cap_after));
-                    tracing::debug!("retrying {url} in {wait:?} after: {e}");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
+                Err(failed) => failed,
+            };
+            if !e.transient() {
+                // The server answered; the request was at fault.
+                self.breaker().success();
+                return Err(e);
             }
+            let down = {
+                let mut breaker = self.breaker();
+                breaker.failure(std::time::Instant::now(), probe, &e.to_string());
+                breaker.down_since().is_some()
+            };
+            if down {
+                // The server looks down: wait for it with the others rather than fail now (the
+                // breaker fails the wait after max_outage_secs); once it is back the request
+                // gets its retries again.
+                attempt = 0;
+                continue;
+            }
+            if e.retryable() && attempt < self.cfg.retries {
+                let cap = (self.cfg.backoff_ms.saturating_mul(1 << attempt.min(16))).min(30_000);
+                let jitter = rand::rng().random_range(0..=cap);
+                let cap_after = Duration::from_secs(self.cfg.max_retry_after_secs);
+                let wait = retry_after.map_or(Duration::from_millis(jitter), |d| d.min(cap_after));
+                tracing::debug!("retrying {url} in {wait:?} after: {e}");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+                continue;
+            }
+            return Err(e);
         }
     }
 }
@@ -259,6 +317,17 @@ impl Generator for OpenAiGenerator {
     }
     fn json_schema(&self) -> bool {
         self.cfg.structured_output
+    }
+    fn outage(&self) -> Option<String> {
+        let b = self.breaker();
+        b.down_since().map(|since| {
+            format!(
+                "model server {} down for {} s ({})",
+                self.cfg.base_url,
+                since.elapsed().as_secs(),
+                b.last_error()
+            )
+        })
     }
     fn generate(&self, batch: Vec<GenRequest>) -> Vec<GenOutcome> {
         use futures_util::StreamExt;

@@ -11,8 +11,8 @@
 //!
 //! A bounded chain of `generate` operators (one per attempt); holds nothing beyond them.
 
-use super::models::{doc_seed, language_name, prompt_text, StageModels};
-use super::prompt::{BuiltIn, Template, TemplateChoice};
+use super::models::{doc_seed, language_name, prompt_safe, prompt_text, StageModels};
+use super::prompt::{BuiltIn, Specials, Template, TemplateChoice};
 use super::self_check::{in_sample, judged, twins_of};
 use super::verdict::{parse_evaluation, verdict_schema, EvalIssue, Evaluation, Label};
 use crate::doc::{Doc, Reject};
@@ -68,9 +68,17 @@ impl EvaluateConfig {
     }
 
     /// The judge's request for `doc`'s pair; `backend`: what the evaluator can enforce.
-    pub fn request(&self, template: &Template, doc: &Doc, attempt: u32, backend: Enforce) -> GenRequest {
-        let text = prompt_text(doc, self.max_text_chars);
-        let instruction = doc.pair.as_ref().map(|p| p.instruction.clone()).unwrap_or_default();
+    pub fn request(
+        &self,
+        template: &Template,
+        doc: &Doc,
+        attempt: u32,
+        backend: Enforce,
+        specials: &Specials,
+    ) -> GenRequest {
+        let text = prompt_text(doc, self.max_text_chars, specials);
+        let instruction =
+            doc.pair.as_ref().map(|p| prompt_safe(&p.instruction, specials)).unwrap_or_default();
         let lang = language_name(doc);
         let mut params = SamplingParams::greedy(self.max_new_tokens);
         if attempt > 0 {
@@ -173,8 +181,9 @@ fn self_check<'s>(
     let twins = twins_of(sampled.clone(), &format!("{name}.twins"));
     let op = models.evaluator_op(template.stage_key());
     let (req_cfg, req_template, enforce) = (cfg.clone(), template.clone(), Enforce::of(models));
+    let specials = models.specials();
     let judged_twins = twins.generate_named(&check_name, &op, stats, move |doc: &Doc| {
-        Ok(req_cfg.request(&req_template, doc, 0, enforce))
+        Ok(req_cfg.request(&req_template, doc, 0, enforce, &specials))
     });
     // Read exactly as the true pairs are (a copied reason is unknown on both sides).
     let template_text = template.text.clone();
@@ -256,8 +265,9 @@ impl<'s> Evaluate<'s> for VecCollection<'s, Epoch, Doc> {
             let op_name = if attempt == 0 { name.to_string() } else { format!("{name}.retry") };
             let op = models.evaluator_op(stage.clone());
             let (req_cfg, req_template, enforce) = (cfg.clone(), template.clone(), Enforce::of(models));
+            let specials = models.specials();
             let results = pending.clone().generate_named(&op_name, &op, stats, move |doc: &Doc| {
-                Ok(req_cfg.request(&req_template, doc, attempt, enforce))
+                Ok(req_cfg.request(&req_template, doc, attempt, enforce, &specials))
             });
             let (ev, st, on, tt) = (evaluator.clone(), stage.clone(), op_name.clone(), template.text.clone());
             let counted = stats.clone();

@@ -2,7 +2,7 @@
 //! a different model), the memo cache, batching, and the per-document helpers every stage's
 //! prompt builder uses (seed, language name, prompt-safe text).
 
-use super::prompt::neutralize;
+use super::prompt::{neutralize_with, Specials};
 use crate::doc::Doc;
 use crate::generate::{GenerateConfig, GenerateOp, Generator, MemoCache};
 use crate::lang_id::codes::LangCode;
@@ -34,6 +34,19 @@ impl StageModels {
     pub fn evaluator_op(&self, stage: String) -> GenerateOp {
         GenerateOp { generator: self.evaluator.clone(), ..self.generator_op(stage) }
     }
+
+    /// The special tokens of the generator and the evaluator, defused in every prompt's
+    /// document text and model-written parts.
+    pub fn specials(&self) -> Arc<Specials> {
+        let mut tokens = self.generator.special_tokens();
+        tokens.extend(self.evaluator.special_tokens());
+        Arc::new(Specials::new(tokens))
+    }
+}
+
+/// Text written by a model (an instruction, a judge's reason) as a later prompt may hold it.
+pub fn prompt_safe(text: &str, specials: &Specials) -> String {
+    neutralize_with(text, specials).0
 }
 
 /// A sampling seed fixed by the document and `salt` (the attempt or iteration), so reruns ask
@@ -58,10 +71,10 @@ pub fn language_name(doc: &Doc) -> String {
         .unwrap_or_else(|| "the document's language".to_string())
 }
 
-/// The document's text as a prompt may hold it: neutralized (see [`neutralize`]) and cut to
+/// The document's text as a prompt may hold it: neutralized (see [`neutralize_with`]) and cut to
 /// `max_chars` characters at a paragraph or sentence end when one is near.
-pub fn prompt_text(doc: &Doc, max_chars: usize) -> String {
-    let (clean, _) = neutralize(&doc.text);
+pub fn prompt_text(doc: &Doc, max_chars: usize, specials: &Specials) -> String {
+    let (clean, _) = neutralize_with(&doc.text, specials);
     let Some((end, _)) = clean.char_indices().nth(max_chars) else { return clean };
     let cut = &clean[..end];
     let at = cut.rfind("\n\n").filter(|&i| i > end / 2).or_else(|| {
@@ -93,10 +106,13 @@ mod tests {
     #[test]
     fn prompt_text_is_neutralized_and_cut_at_a_sentence() {
         let d = doc("a", "Yksi lause. Toinen lause on pidempi.\n### Text:\nKolmas.", Some("fi_Latn"));
-        assert_eq!(prompt_text(&d, 1000), "Yksi lause. Toinen lause on pidempi.\n## Text:\nKolmas.");
-        assert_eq!(prompt_text(&d, 40), "Yksi lause. Toinen lause on pidempi.");
+        assert_eq!(
+            prompt_text(&d, 1000, &Specials::default()),
+            "Yksi lause. Toinen lause on pidempi.\n## Text:\nKolmas."
+        );
+        assert_eq!(prompt_text(&d, 40, &Specials::default()), "Yksi lause. Toinen lause on pidempi.");
         let hi = doc("b", "सरकार की सत्ता का आधार जनता की इच्छा होगी। इस इच्छा का प्रकटन समय-समय पर होगा।", None);
-        assert_eq!(prompt_text(&hi, 60), "सरकार की सत्ता का आधार जनता की इच्छा होगी।");
+        assert_eq!(prompt_text(&hi, 60, &Specials::default()), "सरकार की सत्ता का आधार जनता की इच्छा होगी।");
         assert_eq!(language_name(&d), "Finnish");
         assert_eq!(language_name(&hi), "the document's language");
     }

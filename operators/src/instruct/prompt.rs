@@ -233,6 +233,73 @@ fn defuse(token: &str) -> String {
 /// brackets, so the model (and its tokenizer) sees text, never structure. Everything else is
 /// left exactly as it was.
 pub fn neutralize(text: &str) -> (String, Hygiene) {
+    neutralize_with(text, &Specials::default())
+}
+
+/// The special tokens of the models in use (from their tokenizers), defused by
+/// [`neutralize_with`] besides the fixed list.
+#[derive(Clone, Debug, Default)]
+pub struct Specials {
+    set: std::collections::HashSet<String>,
+    max_len: usize,
+}
+
+impl Specials {
+    pub fn new(tokens: impl IntoIterator<Item = String>) -> Specials {
+        let set: std::collections::HashSet<String> = tokens.into_iter().filter(|t| t.len() >= 3).collect();
+        let max_len = set.iter().map(String::len).max().unwrap_or(0);
+        Specials { set, max_len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Defuses every token of the set in `s`; returns how many. A token starts at `<` or `[`
+    /// and ends at `>` or `]`, so only those spans are looked up (Gemma's tokenizer has
+    /// thousands of special tokens).
+    fn defuse_in(&self, s: &mut String) -> usize {
+        if self.set.is_empty() {
+            return 0;
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut n = 0;
+        let mut i = 0;
+        let bytes = s.as_bytes();
+        while i < bytes.len() {
+            if bytes[i] == b'<' || bytes[i] == b'[' {
+                let mut end = (i + self.max_len).min(s.len());
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let window = &s[i..end];
+                let hit = window
+                    .char_indices()
+                    .filter(|(_, c)| *c == '>' || *c == ']')
+                    .map(|(j, _)| &window[..=j])
+                    .find(|cand| self.set.contains(*cand));
+                if let Some(tok) = hit {
+                    out.push_str(&defuse(tok));
+                    n += 1;
+                    i += tok.len();
+                    continue;
+                }
+            }
+            let c = s[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8().max(1);
+        }
+        *s = out;
+        n
+    }
+}
+
+/// [`neutralize`], also defusing the models' own special tokens.
+pub fn neutralize_with(text: &str, specials: &Specials) -> (String, Hygiene) {
     let mut h = Hygiene::default();
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.split('\n').enumerate() {
@@ -276,6 +343,7 @@ pub fn neutralize(text: &str) -> (String, Hygiene) {
             h.special_tokens += n;
         }
     }
+    h.special_tokens += specials.defuse_in(&mut s);
     let lower = text.to_lowercase();
     h.injection_hints = INJECTION_HINTS.iter().map(|p| lower.matches(p).count()).sum();
     (s, h)
@@ -443,6 +511,19 @@ mod tests {
         // Ordinary text is untouched.
         let plain = "Mọi người đều có quyền.\n\n# Heading\n<b>bold</b> a < b > c";
         assert_eq!(neutralize(plain), (plain.to_string(), Hygiene::default()));
+    }
+
+    #[test]
+    fn the_models_own_special_tokens_are_defused_too() {
+        // Gemma 3's image token is in no fixed list; its tokenizer names it.
+        let specials =
+            Specials::new(["<image_soft_token>".to_string(), "<unused7>".to_string(), "[MASK]".into()]);
+        let doc = "a <image_soft_token> b<unused7>c [MASK] <image_soft_token <b>bold</b> ꙮ<unused7>";
+        let (clean, h) = neutralize_with(doc, &specials);
+        assert_eq!(clean, "a ‹image_soft_token› b‹unused7›c ⟦MASK⟧ <image_soft_token <b>bold</b> ꙮ‹unused7›");
+        assert_eq!(h.special_tokens, 4);
+        assert_eq!(neutralize_with(&clean, &specials).0, clean, "defused text stays as it is");
+        assert_eq!(neutralize(doc).0, doc, "without the tokenizer's list these are text");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use super::cross_check::{check_pair, CrossCheckConfig};
 use super::evaluate::{Evaluate, EvaluateConfig};
-use super::models::{language_name, prompt_text, StageModels};
+use super::models::{language_name, prompt_safe, prompt_text, StageModels};
 use super::prompt::{BuiltIn, Template, TemplateChoice};
 use super::reverse::{accept_instruction, echo_sources, ReverseConfig};
 use super::verdict::{verdict_rank, Label};
@@ -177,22 +177,24 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
             let round_name = format!("{name}.{round}");
             let op = models.generator_op(stage.clone());
             let (reverse, template, mode) = (stages.reverse.clone(), template.clone(), cfg.mode);
+            let specials = models.specials();
             let generated = flawed.generate_named(&round_name, &op, stats, move |doc: &Doc| {
                 Ok(match mode {
-                    RefineMode::Resample => reverse.request(&template, doc, round as u64),
+                    RefineMode::Resample => reverse.request(&template, doc, round as u64, &specials),
                     RefineMode::Prompt => {
                         let pair = doc.pair.as_deref().cloned().unwrap_or_default();
-                        let text = prompt_text(doc, reverse.max_text_chars);
+                        let text = prompt_text(doc, reverse.max_text_chars, &specials);
                         let reason = if pair.eval_reason.is_empty() {
-                            "The instruction is vague."
+                            "The instruction is vague.".to_string()
                         } else {
-                            &pair.eval_reason
+                            prompt_safe(&pair.eval_reason, &specials)
                         };
+                        let instruction = prompt_safe(&pair.instruction, &specials);
                         GenRequest {
                             prompt: template.prompt(&[
                                 ("text", &text),
-                                ("instruction", &pair.instruction),
-                                ("reason", reason),
+                                ("instruction", &instruction),
+                                ("reason", &reason),
                                 ("language", &language_name(doc)),
                             ]),
                             params: reverse.params(doc, round as u64),

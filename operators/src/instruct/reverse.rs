@@ -8,7 +8,9 @@
 //! given, for retractions).
 
 use super::models::{doc_seed, language_name, prompt_text, sampled, StageModels};
-use super::prompt::{clean_instruction, BuiltIn, InstructionBounds, Template, TemplateChoice, REVERSE_PAPER};
+use super::prompt::{
+    clean_instruction, BuiltIn, InstructionBounds, Specials, Template, TemplateChoice, REVERSE_PAPER,
+};
 use super::sanity::check_instruction;
 use crate::doc::{Doc, Pair, Reject};
 use crate::filter::split_map;
@@ -60,8 +62,8 @@ impl ReverseConfig {
     }
 
     /// The request for `doc` (`salt` 0 for the first instruction, k for the k-th resample).
-    pub fn request(&self, template: &Template, doc: &Doc, salt: u64) -> GenRequest {
-        let text = prompt_text(doc, self.max_text_chars);
+    pub fn request(&self, template: &Template, doc: &Doc, salt: u64, specials: &Specials) -> GenRequest {
+        let text = prompt_text(doc, self.max_text_chars, specials);
         let lang = language_name(doc);
         GenRequest {
             prompt: template.prompt(&[("text", &text), ("language", &lang)]),
@@ -168,7 +170,7 @@ impl<'s> ReverseInstruction<'s> for VecCollection<'s, Epoch, Doc> {
         let echo_of = echo_sources(&[&template]);
         let op = models.generator_op(stage.clone());
         let generator = models.generator.name();
-        let prompt_cfg = cfg.clone();
+        let (prompt_cfg, specials) = (cfg.clone(), models.specials());
         let generated = self.generate_named(name, &op, stats, move |doc: &Doc| {
             if !sampled(doc, prompt_cfg.sample_rate) {
                 return Err((
@@ -176,7 +178,7 @@ impl<'s> ReverseInstruction<'s> for VecCollection<'s, Epoch, Doc> {
                     format!("outside sample_rate {}", prompt_cfg.sample_rate),
                 ));
             }
-            Ok(prompt_cfg.request(&template, doc, 0))
+            Ok(prompt_cfg.request(&template, doc, 0, &specials))
         });
         let (bounds, op_name) = (cfg.bounds.clone(), name.to_string());
         Ok(split_map(generated, name, stats, move |item| {

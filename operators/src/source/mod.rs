@@ -9,6 +9,7 @@
 pub mod jsonl;
 pub mod parquet;
 pub mod read;
+pub mod warc;
 pub mod wet;
 
 use crate::doc::{Doc, Reject};
@@ -115,6 +116,28 @@ pub struct Progress {
     /// Requests sent to a model (memo misses) and those answered, over all stages.
     pub model_requests: AtomicU64,
     pub model_done: AtomicU64,
+    /// The run's generators, asked whether their server is down (the bar says so).
+    pub generators: Generators,
+}
+
+/// The generators a progress bar watches for outages.
+#[derive(Default)]
+pub struct Generators(std::sync::Mutex<Vec<Arc<dyn crate::generate::Generator>>>);
+
+impl std::fmt::Debug for Generators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Generators({})", self.0.lock().map_or(0, |g| g.len()))
+    }
+}
+
+impl Generators {
+    pub fn watch(&self, g: Arc<dyn crate::generate::Generator>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(g);
+    }
+    /// The first down server's line, if any.
+    pub fn outage(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().find_map(|g| g.outage())
+    }
 }
 
 /// Counts raw bytes as a decoder pulls them from the file.

@@ -1,8 +1,9 @@
 //! Common Crawl WET shards (`.warc.wet.gz`): WARC `conversion` records hold the extracted
-//! plain text; `warcinfo` records are skipped. Parsed with the `warc` crate, streamed record
-//! by record (one record's body in memory).
+//! plain text; `warcinfo` records are skipped. Parsed by [`super::warc`], streamed record by
+//! record (one record's body in memory); a bad record is a reject and the file goes on.
 
-use super::{io_reason, Compression, CountingRead, Progress, Record, ShardTask};
+use super::warc::{Item, Limits, WarcReader};
+use super::{Compression, CountingRead, Progress, Record, ShardTask};
 use crate::doc::{Origin, Reject};
 use crate::source::read::{ReadError, SourceConfig};
 use std::collections::BTreeMap;
@@ -10,7 +11,6 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
-use warc::{RecordType, WarcHeader, WarcReader};
 
 const OP: &str = "read";
 
@@ -33,61 +33,45 @@ pub fn records(
     };
     let shard = task.uri.clone();
     let cfg = cfg.clone();
-    let mut iter = WarcReader::new(BufReader::with_capacity(1 << 16, decoded)).iter_records();
+    let mut reader = WarcReader::new(BufReader::with_capacity(1 << 16, decoded), Limits::default());
     let mut index: u64 = 0;
-    let mut failed = false;
     Ok(Box::new(std::iter::from_fn(move || loop {
-        if failed {
-            return None;
-        }
         let origin = Origin { shard: shard.clone(), offset: index };
-        let item = iter.next()?;
+        let item = reader.next()?;
         index += 1;
         let record = match item {
-            Ok(r) => r,
-            Err(e) => {
-                failed = true;
-                let reason = match &e {
-                    warc::Error::ReadData(io) => io_reason(io),
-                    warc::Error::UnexpectedEOB => "truncated_input",
-                    _ => "corrupt_warc",
-                };
-                return Some(Record::FileError(Reject::new(
-                    origin,
-                    OP,
-                    reason,
-                    match &e {
-                        warc::Error::ReadData(io) => {
-                            format!("WARC record {}: {e}: {io}", index - 1)
-                        }
-                        _ => format!("WARC record {}: {e}", index - 1),
-                    },
-                    None,
-                )));
+            Item::Record(r) => r,
+            Item::Bad(bad) => {
+                let reject = Reject::new(origin, OP, bad.reason, bad.detail, bad.record_id);
+                return Some(if bad.fatal { Record::FileError(reject) } else { Record::Reject(reject) });
             }
         };
-        if *record.warc_type() != RecordType::Conversion {
+        if !record.header("WARC-Type").is_some_and(|t| t.eq_ignore_ascii_case("conversion")) {
             continue;
         }
         let id = record
-            .header(WarcHeader::RecordID)
+            .header("WARC-Record-ID")
             .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_string());
-        let url = record.header(WarcHeader::TargetURI).map(|v| v.into_owned());
+        let url = record.header("WARC-Target-URI").map(String::from);
         let mut meta = BTreeMap::new();
-        meta.insert("warc_date".to_string(), record.date().to_rfc3339());
-        if let Some(langs) =
-            record.header(WarcHeader::Unknown("warc-identified-content-language".to_string()))
-        {
-            meta.insert("cc_languages".to_string(), langs.into_owned());
+        if let Some(date) = record.header("WARC-Date") {
+            meta.insert("warc_date".to_string(), date.to_string());
         }
-        let text = match String::from_utf8(record.body().to_vec()) {
+        if let Some(langs) = record.header("WARC-Identified-Content-Language") {
+            meta.insert("cc_languages".to_string(), langs.to_string());
+        }
+        let text = match String::from_utf8(record.body) {
             Ok(t) => t,
             Err(e) => {
                 return Some(Record::Reject(Reject::new(
                     origin,
                     OP,
                     "invalid_utf8",
-                    format!("invalid UTF-8 at byte {} of the body", e.utf8_error().valid_up_to()),
+                    format!(
+                        "WARC record at byte {}: invalid UTF-8 at byte {} of the body",
+                        record.offset,
+                        e.utf8_error().valid_up_to()
+                    ),
                     id,
                 )))
             }
