@@ -27,7 +27,8 @@ Examples:
 
 Exit codes: 0 success; 1 error (nothing committed for the failing epoch);
             2 bad command line; 3 finished, but some shards were unreadable in part or whole
-            (see the rejects dataset and the run stats).
+            (see the rejects dataset and the run stats); 4 finished, but documents await the
+            model (it was down or failing): run again when it is back, only they are redone.
 S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION as for the AWS CLI.
 Logs: RUST_LOG=info (or debug, xinstruct=debug, …).";
 

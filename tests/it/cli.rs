@@ -7,7 +7,7 @@ fn help_shows_examples_and_exit_codes() {
     let out = xinst().arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for needle in ["xinst demo", "xinst watch", "--hostfile", "Exit codes", "AWS_ENDPOINT_URL"] {
+    for needle in ["xinst demo", "xinst watch", "--hostfile", "Exit codes", "await the", "AWS_ENDPOINT_URL"] {
         assert!(text.contains(needle), "--help lacks {needle}:\n{text}");
     }
 }
