@@ -57,31 +57,56 @@ impl SqlSession {
                 format!("{}/{}/", store.display_root, store.prefix)
             }
         };
-        validate_partitions(&store).await?;
-        let pairs = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![("lang".to_string(), DataType::Utf8)]);
-        let table = ListingTableConfig::new(ListingTableUrl::parse(&root)?)
-            .with_listing_options(pairs)
-            .with_schema(docs_schema());
-        ctx.register_table("pair_files", Arc::new(ListingTable::try_new(table)?))?;
+        let listed = validate_partitions(&store).await?;
+        let manifest = load_manifest(&store, data).await?;
+        warn_uncommitted(&manifest, &listed);
+        // Exactly the committed files: a stray or uncommitted part (a crash mid-commit, a copy
+        // left by hand) is never read.
+        let committed = manifest.files();
+        let in_dir = |dir: &str| -> Vec<String> {
+            committed.iter().filter(|f| f.starts_with(dir) && f.ends_with(".parquet")).cloned().collect()
+        };
+        let mut by_lang: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for f in committed.iter().filter(|f| f.starts_with(LANG_PREFIX) && f.ends_with(".parquet")) {
+            let lang = f[LANG_PREFIX.len()..].split('/').next().unwrap_or_default().to_string();
+            by_lang.entry(lang).or_default().push(f.clone());
+        }
+        let mut pair_files: Option<datafusion::dataframe::DataFrame> = None;
+        for (lang, files) in &by_lang {
+            let table = files_table(&root, files, docs_schema())?;
+            let df = ctx.read_table(table)?.with_column("lang", datafusion::prelude::lit(lang.as_str()))?;
+            pair_files = Some(match pair_files {
+                Some(all) => all.union(df)?,
+                None => df,
+            });
+        }
+        let pair_files = match pair_files {
+            Some(df) => df,
+            None => {
+                let mut fields: Vec<Field> =
+                    docs_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+                fields.push(Field::new("lang", DataType::Utf8, false));
+                ctx.read_table(Arc::new(MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?))?
+            }
+        };
+        ctx.register_table("pair_files", pair_files.into_view())?;
         // Dedup's clusters of two or more documents (the representatives and the rejected
         // duplicates); `pairs` takes each kept document's cluster from it.
-        register_folder(
-            &ctx,
+        let clusters = in_dir(&format!("{DUP_CLUSTERS_DIR}/"));
+        ctx.register_table(
             "dup_clusters",
-            &format!("{root}{DUP_CLUSTERS_DIR}/"),
-            crate::dedup::dup_clusters_schema(),
+            files_table(&root, &clusters, crate::dedup::dup_clusters_schema())?,
         )?;
-        register_folder(&ctx, "rejects", &format!("{root}rejects/"), rejects_schema())?;
-        // `xinst diversify`'s clusters and selection (empty until it has run).
+        ctx.register_table("rejects", files_table(&root, &in_dir("rejects/"), rejects_schema())?)?;
+        // `xinst diversify`'s clusters and selection (empty until it has run; its own files,
+        // not the manifest's).
         register_folder(
             &ctx,
             "diversity",
             &format!("{root}diversity/"),
             crate::diversify::selection_schema(),
         )?;
-        let manifest = register_state_tables(&ctx, &store).await?;
+        register_state_tables(&ctx, &store, &manifest).await?;
         // Datasets built with dedup: a document outside every cluster of two is its own
         // cluster of one. Without dedup the columns are NULL.
         let view = if manifest.dedup.is_some() {
@@ -144,13 +169,74 @@ fn is_copy(sql: &str) -> bool {
     sql.trim_start().get(..4).is_some_and(|k| k.eq_ignore_ascii_case("copy"))
 }
 
+/// A table over exactly `files` (paths relative to the dataset root `root`); empty when none.
+fn files_table(
+    root: &str,
+    files: &[String],
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    if files.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+    }
+    let urls =
+        files.iter().map(|f| ListingTableUrl::parse(format!("{root}{f}"))).collect::<Result<Vec<_>, _>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let table =
+        ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(table)?))
+}
+
+/// The dataset's manifest; a folder without one is not a dataset (a common slip: the demo's
+/// folder instead of its `dataset/`).
+async fn load_manifest(store: &Store, data: &str) -> Result<Manifest> {
+    use object_store::ObjectStoreExt;
+    let manifest_path = store.path(crate::manifest::MANIFEST);
+    match store.store.get(&manifest_path).await {
+        Ok(got) => Ok(serde_json::from_slice(&got.bytes().await?).context("corrupt manifest")?),
+        Err(object_store::Error::NotFound { .. }) => {
+            let inner = store.path(&format!("dataset/{}", crate::manifest::MANIFEST));
+            let hint = match store.store.head(&inner).await {
+                Ok(_) => format!(" (did you mean --data {}/dataset?)", data.trim_end_matches('/')),
+                Err(_) => String::new(),
+            };
+            bail!(
+                "{data} is not an xinstruct dataset: it has no {}{hint}; `xinst run` writes one",
+                crate::manifest::MANIFEST
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Says once when the dataset's folders hold data files its manifest does not commit (they
+/// are not read).
+fn warn_uncommitted(manifest: &Manifest, listed: &[String]) {
+    let committed = manifest.files();
+    let data_dir = |f: &str| {
+        f.starts_with(LANG_PREFIX)
+            || f.starts_with("rejects/")
+            || f.starts_with(&format!("{DUP_CLUSTERS_DIR}/"))
+    };
+    let stray: Vec<&String> =
+        listed.iter().filter(|f| data_dir(f) && f.ends_with(".parquet") && !committed.contains(*f)).collect();
+    if let Some(first) = stray.first() {
+        eprintln!(
+            "warning: {} data files in the dataset are not in its manifest and are not read (e.g. {first}); \
+             the next `xinst run` on it cleans up its own",
+            stray.len()
+        );
+    }
+}
+
 /// Partition folders must be `lang=<code>` with a plain code: a value that could escape the
-/// dataset (`..`, slashes, …) is refused before anything reads it.
-async fn validate_partitions(store: &Store) -> Result<()> {
+/// dataset (`..`, slashes, …) is refused before anything reads it. Returns every file's path
+/// relative to the dataset root.
+async fn validate_partitions(store: &Store) -> Result<Vec<String>> {
     use futures::TryStreamExt;
     let prefix = (!store.prefix.as_ref().is_empty()).then_some(&store.prefix);
     let listed: Vec<object_store::ObjectMeta> = store.store.list(prefix).try_collect().await?;
-    for rel in listed.iter().map(|m| store.rel_of(&m.location)) {
+    let rels: Vec<String> = listed.iter().map(|m| store.rel_of(&m.location)).collect();
+    for rel in &rels {
         let Some(first) = rel.split('/').next() else { continue };
         if let Some(value) = first.strip_prefix(LANG_PREFIX) {
             let ok = !value.is_empty()
@@ -161,18 +247,12 @@ async fn validate_partitions(store: &Store) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(rels)
 }
 
 /// `stats`, `shards` and `epochs`: small tables built from the run stats and the manifest.
-async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<Manifest> {
+async fn register_state_tables(ctx: &SessionContext, store: &Store, manifest: &Manifest) -> Result<()> {
     use object_store::ObjectStoreExt;
-    let manifest_path = store.path(crate::manifest::MANIFEST);
-    let manifest: Manifest = match store.store.get(&manifest_path).await {
-        Ok(got) => serde_json::from_slice(&got.bytes().await?).context("corrupt manifest")?,
-        Err(object_store::Error::NotFound { .. }) => Manifest::new(),
-        Err(e) => return Err(e.into()),
-    };
     let mut runs: Vec<RunSummary> = Vec::new();
     {
         use futures::TryStreamExt;
@@ -264,7 +344,7 @@ async fn register_state_tables(ctx: &SessionContext, store: &Store) -> Result<Ma
             ("read_rejects", Arc::new(UInt64Array::from_iter_values(epochs.iter().map(|e| e.read_rejects)))),
         ],
     )?;
-    Ok(manifest)
+    Ok(())
 }
 
 fn mem_table(ctx: &SessionContext, name: &str, columns: Vec<(&str, ArrayRef)>) -> Result<()> {

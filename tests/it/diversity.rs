@@ -128,6 +128,36 @@ fn dataset(root: &Path, langs: &[&str], part: &str, offset: usize, n: usize) {
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
+    commit_all(root);
+}
+
+/// Writes a manifest committing every part under `root` (one shard per part), as a run would:
+/// readers read exactly the manifest's files.
+fn commit_all(root: &Path) {
+    use xinstruct::manifest::{FileEntry, Manifest, ShardEntry};
+    use xinstruct_operators::source::{Compression, Format};
+    let mut m = Manifest::new();
+    for path in files_under(root).into_iter().filter(|p| p.starts_with("lang=") && p.ends_with(".parquet")) {
+        m.shards.insert(
+            path.clone(),
+            ShardEntry {
+                uri: path.clone(),
+                format: Format::Jsonl,
+                compression: Compression::None,
+                size: 0,
+                version: String::new(),
+                content_hash: String::new(),
+                epoch: 1,
+                docs: 0,
+                rejects: 0,
+                file_error: None,
+                files: vec![FileEntry { path, rows: 0, bytes: 0 }],
+                born: None,
+            },
+        );
+    }
+    std::fs::create_dir_all(root.join("_xinstruct")).unwrap();
+    std::fs::write(root.join("_xinstruct/manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
 }
 
 fn diversify(data: &Path, extra: &[&str]) -> String {

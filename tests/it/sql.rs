@@ -204,3 +204,55 @@ fn invalid_partition_values_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"));
 }
+
+/// Copies a folder tree (the fixture dataset) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn readers_read_the_committed_files_and_a_folder_without_a_manifest_is_an_error() {
+    let count = |data: &Path| {
+        let out = xinst()
+            .args(["sql", "--format", "csv", "--data"])
+            .arg(data)
+            .arg("SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM pairs")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (want, quiet) = count(&fixture());
+    assert!(!quiet.contains("warning"), "{quiet}");
+    let tmp = tempdir();
+    let data = tmp.path().join("dataset");
+    copy_tree(&fixture(), &data);
+    // A stray copy of a committed part (a crash mid-commit, a file copied by hand).
+    let dir = data.join("lang=sw_Latn");
+    let part = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    std::fs::copy(&part, dir.join("part-999999-stray.parquet")).unwrap();
+    let (got, warned) = count(&data);
+    assert_eq!(got, want, "the stray part is not read: no duplicate ids");
+    assert!(
+        warned.contains("warning: 1 data files") && warned.contains("part-999999-stray.parquet"),
+        "{warned}"
+    );
+    let lines: Vec<&str> = want.lines().collect();
+    let (n, ids) = lines[1].split_once(',').unwrap();
+    assert_eq!(n, ids, "{want}");
+
+    // The easy slip: the demo's folder instead of its dataset.
+    let out = xinst().args(["sql", "--data"]).arg(tmp.path()).arg("SELECT 1").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not an xinstruct dataset") && err.contains("did you mean --data"), "{err}");
+}
