@@ -31,6 +31,7 @@ fn run_xinstruct(input: &Path, output: &Path, workers: usize) -> (f64, u64) {
         cluster: Cluster { process: 0, processes: 1, hostfile: None },
         watch: false,
         stop: Arc::new(AtomicBool::new(false)),
+        force: false,
         progress: Arc::default(),
     })
     .expect("xinstruct run");

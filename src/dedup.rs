@@ -242,8 +242,9 @@ pub fn retract(data: &str, ids_file: &std::path::Path) -> Result<Retraction> {
     if ids.is_empty() {
         bail!("{}: no ids (one per line)", ids_file.display());
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = std::sync::Arc::new(tokio::runtime::Builder::new_current_thread().enable_all().build()?);
     let out = Store::open(data, false).with_context(|| format!("dataset {data}"))?;
+    let _lock = crate::lock::acquire(&out, &rt, "retract")?;
     let (mut manifest, _) = crate::manifest::recover(&out, &rt)?;
     if manifest.shards.is_empty() {
         bail!("{data}: no committed shards (is it an xinst output?)");

@@ -57,8 +57,11 @@ pub fn selection_schema() -> Arc<Schema> {
 }
 
 pub fn diversify(config: &Config, opts: &DiversifyOptions) -> Result<Report> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = std::sync::Arc::new(
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?,
+    );
     let store = Store::open(&opts.data, false).with_context(|| format!("dataset {}", opts.data))?;
+    let _lock = crate::lock::acquire(&store, &rt, "diversify")?;
     let batches = rt.block_on(async {
         let session = SqlSession::open(&opts.data, false).await?;
         session

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod dedup;
 pub mod generation;
+pub mod lock;
 pub mod manifest;
 pub mod models;
 pub mod pipeline;

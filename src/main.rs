@@ -281,6 +281,10 @@ struct Common {
     /// Output: a local folder or s3://bucket/prefix.
     #[arg(long)]
     output: String,
+    /// Write into an output folder that holds files xinstruct did not write (they are never
+    /// read or deleted); without it such a folder is refused.
+    #[arg(long)]
+    force: bool,
     /// TOML config (see `xinst config --print-default`).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -447,6 +451,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             eprintln!("sample crawl: {} ({} shard files written)", input_dir.display(), written);
             let common = Common {
                 output: output.join("dataset").display().to_string(),
+                force: false,
                 config,
                 workers,
                 process: 0,
@@ -543,6 +548,7 @@ fn run_with(input: String, common: Common, watch: bool, interval: Option<u64>, d
         cluster: Cluster { process: common.process, processes: common.processes, hostfile: common.hostfile },
         watch,
         stop,
+        force: common.force,
         progress,
     });
     if let Some((done, handle)) = bar {

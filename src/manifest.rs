@@ -10,7 +10,7 @@
 //! redoing an epoch overwrites rather than duplicates.
 
 use crate::store::Store;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::runtime::Runtime;
@@ -19,8 +19,6 @@ use xinstruct_operators::Epoch;
 
 pub const MANIFEST: &str = "_xinstruct/manifest.json";
 pub const TMP_DIR: &str = "_xinstruct/tmp";
-/// Top-level folders of committed data files, which garbage collection may clean.
-pub const DATA_DIRS: [&str; 3] = ["rejects", SIGNATURES_DIR, DUP_CLUSTERS_DIR];
 /// Dedup's signature records, one part per shard.
 pub const SIGNATURES_DIR: &str = "signatures";
 /// The snapshot of clusters of two or more documents (one file, replaced at every commit).
@@ -145,7 +143,9 @@ impl Manifest {
     }
 
     pub fn save(&self, out: &Store, rt: &Runtime) -> Result<()> {
-        out.put(rt, MANIFEST, serde_json::to_vec_pretty(self)?)
+        out.put(rt, MANIFEST, serde_json::to_vec_pretty(self)?)?;
+        // On local disk the commit is only as durable as the file and its folder entry.
+        out.sync(MANIFEST)
     }
 
     /// Every data file the manifest commits.
@@ -180,31 +180,48 @@ impl Manifest {
 }
 
 /// Brings an output back to a committed state after a crash: finishes a pending commit, then
-/// removes temporaries and data files that no manifest commits. Returns the manifest and the
-/// number of stray files removed.
+/// removes the temporaries under `_xinstruct/tmp/` (xinstruct's own; nothing else is ever
+/// deleted: a commit moves parts out of there only with the manifest naming them). Returns the
+/// manifest and the number of temporaries removed.
 pub fn recover(out: &Store, rt: &Runtime) -> Result<(Manifest, usize)> {
     let mut manifest = Manifest::load(out, rt)?;
     if manifest.pending.is_some() {
         tracing::info!("finishing an interrupted commit");
         manifest.finish_pending(out, rt)?;
     }
-    let committed = manifest.files();
     let mut removed = 0;
-    let mut candidates = out.list_rel(rt, TMP_DIR)?;
-    for dir in DATA_DIRS {
-        candidates.extend(out.list_rel(rt, dir)?);
-    }
-    for rel in out.list_rel(rt, "")? {
-        if rel.starts_with(LANG_PREFIX) && rel.ends_with(".parquet") {
-            candidates.push(rel);
-        }
-    }
-    for rel in candidates {
-        if !committed.contains(&rel) {
-            tracing::debug!(path = %rel, "removing uncommitted file");
-            out.delete(rt, &rel)?;
-            removed += 1;
-        }
+    for rel in out.list_rel(rt, TMP_DIR)? {
+        tracing::debug!(path = %rel, "removing an uncommitted temporary");
+        out.delete(rt, &rel)?;
+        removed += 1;
     }
     Ok((manifest, removed))
+}
+
+/// Makes sure `out` is an xinstruct dataset or new: a folder that holds files but no manifest
+/// belongs to someone else and is refused unless `force` (the dataset is then written beside
+/// those files, which are never read or deleted). A new dataset is marked at once with an empty
+/// manifest, so an interrupted first run is still recognised.
+pub fn claim(out: &Store, rt: &Runtime, force: bool) -> Result<()> {
+    if out.get_opt(rt, MANIFEST)?.is_some() {
+        return Ok(());
+    }
+    let foreign: Vec<String> =
+        out.list_rel(rt, "")?.into_iter().filter(|r| !r.starts_with("_xinstruct/")).collect();
+    if let Some(first) = foreign.first() {
+        if !force {
+            bail!(
+                "output {} is not empty and has no {MANIFEST}: its {} files (e.g. {first}) were not written by \
+                 xinstruct. Use a new or empty folder, or pass --force to write the dataset beside them \
+                 (xinstruct never deletes files it did not write)",
+                out.display_root,
+                foreign.len()
+            );
+        }
+        tracing::warn!(
+            files = foreign.len(),
+            "--force: writing the dataset beside files xinstruct did not write"
+        );
+    }
+    Manifest::new().save(out, rt)
 }

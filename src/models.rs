@@ -168,10 +168,67 @@ pub fn dir_of(spec: &ModelSpec) -> PathBuf {
     cache_dir().join(spec.name)
 }
 
-/// Whether a file is in place with its expected size (the checksum is checked on fetch and by
-/// `xinst models verify`).
+/// Whether a file is in place and is the one the spec names: its size, and its SHA-256, checked
+/// once per version of the file (a stamp beside it records the digest for the file's size and
+/// modification time). A file of the right size with the wrong bytes is removed, so it is
+/// fetched again.
 fn in_place(dir: &Path, file: &FileSpec) -> bool {
-    std::fs::metadata(dir.join(file.name)).map(|m| m.len() == file.size).unwrap_or(false)
+    let path = dir.join(file.name);
+    let Ok(meta) = std::fs::metadata(&path) else { return false };
+    if meta.len() != file.size {
+        return false;
+    }
+    let version = file_version(file, &meta);
+    let stamp = stamp_of(&path);
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == version) {
+        return true;
+    }
+    match sha256_file(&path) {
+        Ok(digest) if digest == file.sha256 => {
+            let _ = std::fs::write(&stamp, version);
+            true
+        }
+        Ok(digest) => {
+            eprintln!(
+                "warning: cached model file {} is corrupt (sha256 {digest}, want {}): fetching it again",
+                path.display(),
+                file.sha256
+            );
+            let _ = std::fs::remove_file(&path);
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// `sha256 size mtime`: what a stamp records.
+fn file_version(file: &FileSpec, meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{} {} {mtime}\n", file.sha256, meta.len())
+}
+
+fn stamp_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256-ok");
+    path.with_file_name(name)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn present(spec: &ModelSpec) -> bool {
@@ -309,6 +366,10 @@ pub fn fetch(spec: &ModelSpec) -> Result<PathBuf> {
             dest.with_extension(format!("part-{}-{:?}", std::process::id(), std::thread::current().id()));
         std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &dest).with_context(|| format!("renaming to {}", dest.display()))?;
+        // Just checked: stamp it so later runs need not read it again.
+        if let Ok(meta) = std::fs::metadata(&dest) {
+            let _ = std::fs::write(stamp_of(&dest), file_version(file, &meta));
+        }
     }
     Ok(dir)
 }

@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub watch: bool,
     /// Set by Ctrl-C: finish the current epoch, commit, stop.
     pub stop: Arc<AtomicBool>,
+    /// Write into an output that holds files xinstruct did not write (never deleted).
+    pub force: bool,
     pub progress: Arc<Progress>,
 }
 
@@ -207,6 +209,15 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     );
     let input = Store::open(&opts.input, false).with_context(|| format!("input {}", opts.input))?;
     let output = Store::open(&opts.output, true).with_context(|| format!("output {}", opts.output))?;
+    // One writer at a time; the leader process writes the manifest, so it holds the lock.
+    let _lock = match opts.cluster.process {
+        0 => {
+            let lock = crate::lock::acquire(&output, &rt, if opts.watch { "watch" } else { "run" })?;
+            manifest::claim(&output, &rt, opts.force)?;
+            Some(lock)
+        }
+        _ => None,
+    };
     let spool_dir = opts.config.run.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let total_workers = workers * opts.cluster.processes.max(1);
     let lang_id = load_lang_id(&opts.config)?;
@@ -1012,7 +1023,7 @@ impl Leader {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     // Civil time from the Unix epoch (UTC), without pulling a date crate into the binary.

@@ -159,6 +159,22 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes `rel` and its folder entry to disk (local stores; object stores are durable
+    /// when a put returns).
+    pub fn sync(&self, rel: &str) -> Result<()> {
+        let Some(root) = &self.local_root else { return Ok(()) };
+        let file = root.join(rel);
+        std::fs::File::open(&file)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", file.display()))?;
+        if let Some(dir) = file.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
     /// Reads `rel`, or `None` when it does not exist.
     pub fn get_opt(&self, rt: &Runtime, rel: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(rel);

@@ -5,6 +5,7 @@
 //! run and operator, from `stats/*.json`), `shards` and `epochs` (from the manifest). The
 //! session is read-only unless `allow_write`: DDL, DML and COPY are refused.
 
+mod committed;
 pub mod udfs;
 
 use crate::manifest::{Manifest, DUP_CLUSTERS_DIR, LANG_PREFIX};
@@ -49,57 +50,49 @@ impl SqlSession {
         let store = Store::open(data, false).with_context(|| format!("dataset {data}"))?;
         let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
         let ctx = SessionContext::new_with_config(config);
-        let root = match &store.local_root {
-            Some(dir) => format!("file://{}/", dir.display()),
-            None => {
-                let url = url::Url::parse(&store.display_root)?;
-                ctx.register_object_store(&url, store.store.clone());
-                format!("{}/{}/", store.display_root, store.prefix)
-            }
-        };
         let listed = validate_partitions(&store).await?;
         let manifest = load_manifest(&store, data).await?;
         warn_uncommitted(&manifest, &listed);
-        // Exactly the committed files: a stray or uncommitted part (a crash mid-commit, a copy
-        // left by hand) is never read.
-        let committed = manifest.files();
-        let in_dir = |dir: &str| -> Vec<String> {
-            committed.iter().filter(|f| f.starts_with(dir) && f.ends_with(".parquet")).cloned().collect()
-        };
-        let mut by_lang: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for f in committed.iter().filter(|f| f.starts_with(LANG_PREFIX) && f.ends_with(".parquet")) {
-            let lang = f[LANG_PREFIX.len()..].split('/').next().unwrap_or_default().to_string();
-            by_lang.entry(lang).or_default().push(f.clone());
-        }
-        let mut pair_files: Option<datafusion::dataframe::DataFrame> = None;
-        for (lang, files) in &by_lang {
-            let table = files_table(&root, files, docs_schema())?;
-            let df = ctx.read_table(table)?.with_column("lang", datafusion::prelude::lit(lang.as_str()))?;
-            pair_files = Some(match pair_files {
-                Some(all) => all.union(df)?,
-                None => df,
-            });
-        }
-        let pair_files = match pair_files {
-            Some(df) => df,
+        // DataFusion lists the tables' folders through a store that shows exactly the
+        // committed files: a stray or uncommitted part (a crash mid-commit, a file copied by
+        // hand) is never read.
+        let root = match &store.local_root {
+            Some(dir) => {
+                let all: Arc<dyn object_store::ObjectStore> =
+                    Arc::new(object_store::local::LocalFileSystem::new());
+                let filtered =
+                    committed::CommittedOnly::new(all, &dir.display().to_string(), manifest.files());
+                ctx.register_object_store(&url::Url::parse("file://")?, Arc::new(filtered));
+                format!("file://{}/", dir.display())
+            }
             None => {
-                let mut fields: Vec<Field> =
-                    docs_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-                fields.push(Field::new("lang", DataType::Utf8, false));
-                ctx.read_table(Arc::new(MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])?))?
+                let url = url::Url::parse(&store.display_root)?;
+                let filtered = committed::CommittedOnly::new(
+                    store.store.clone(),
+                    store.prefix.as_ref(),
+                    manifest.files(),
+                );
+                ctx.register_object_store(&url, Arc::new(filtered));
+                format!("{}/{}/", store.display_root, store.prefix)
             }
         };
-        ctx.register_table("pair_files", pair_files.into_view())?;
+        let pairs = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("lang".to_string(), DataType::Utf8)]);
+        let table = ListingTableConfig::new(ListingTableUrl::parse(&root)?)
+            .with_listing_options(pairs)
+            .with_schema(docs_schema());
+        ctx.register_table("pair_files", Arc::new(ListingTable::try_new(table)?))?;
         // Dedup's clusters of two or more documents (the representatives and the rejected
         // duplicates); `pairs` takes each kept document's cluster from it.
-        let clusters = in_dir(&format!("{DUP_CLUSTERS_DIR}/"));
-        ctx.register_table(
+        register_folder(
+            &ctx,
             "dup_clusters",
-            files_table(&root, &clusters, crate::dedup::dup_clusters_schema())?,
+            &format!("{root}{DUP_CLUSTERS_DIR}/"),
+            crate::dedup::dup_clusters_schema(),
         )?;
-        ctx.register_table("rejects", files_table(&root, &in_dir("rejects/"), rejects_schema())?)?;
-        // `xinst diversify`'s clusters and selection (empty until it has run; its own files,
-        // not the manifest's).
+        register_folder(&ctx, "rejects", &format!("{root}rejects/"), rejects_schema())?;
+        // `xinst diversify`'s clusters and selection (empty until it has run).
         register_folder(
             &ctx,
             "diversity",
@@ -167,23 +160,6 @@ fn is_write_refusal(e: &datafusion::error::DataFusionError) -> bool {
 
 fn is_copy(sql: &str) -> bool {
     sql.trim_start().get(..4).is_some_and(|k| k.eq_ignore_ascii_case("copy"))
-}
-
-/// A table over exactly `files` (paths relative to the dataset root `root`); empty when none.
-fn files_table(
-    root: &str,
-    files: &[String],
-    schema: datafusion::arrow::datatypes::SchemaRef,
-) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-    if files.is_empty() {
-        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
-    }
-    let urls =
-        files.iter().map(|f| ListingTableUrl::parse(format!("{root}{f}"))).collect::<Result<Vec<_>, _>>()?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let table =
-        ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(table)?))
 }
 
 /// The dataset's manifest; a folder without one is not a dataset (a common slip: the demo's

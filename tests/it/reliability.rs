@@ -318,3 +318,89 @@ fn a_sink_that_cannot_write_ends_a_two_worker_run_with_nothing_committed() {
     assert_eq!(committed, 0, "nothing of the failing epoch is committed");
     assert!(read_rows(&out).is_empty());
 }
+
+#[test]
+fn files_xinstruct_did_not_write_are_never_deleted_and_a_foreign_folder_needs_force() {
+    let tmp = tempdir();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("lang=sw_Latn")).unwrap();
+    std::fs::write(out.join("lang=sw_Latn/mine.parquet"), b"a user's file").unwrap();
+    std::fs::write(out.join("notes.txt"), b"keep me").unwrap();
+    let input = sample_dir();
+    let i = input.to_str().unwrap();
+    let (o, _) = run_xinst(i, out.to_str().unwrap(), &FILTERS, 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is not empty and has no _xinstruct/manifest.json") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!out.join("_xinstruct/manifest.json").exists());
+
+    let mut forced = FILTERS.to_vec();
+    forced.push("--force");
+    run_xinst(i, out.to_str().unwrap(), &forced, 0);
+    // Twice: recovery at the start of the second run must leave them too.
+    run_xinst(i, out.to_str().unwrap(), &FILTERS, 0);
+    assert_eq!(std::fs::read(out.join("lang=sw_Latn/mine.parquet")).unwrap(), b"a user's file");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"keep me");
+    // SQL reads the committed files only, and says the stray one is there.
+    let sql = xinst()
+        .args(["sql", "--format", "csv", "--data"])
+        .arg(&out)
+        .arg("SELECT COUNT(*) FROM pairs")
+        .output()
+        .unwrap();
+    assert!(sql.status.success(), "{}", String::from_utf8_lossy(&sql.stderr));
+    assert!(String::from_utf8_lossy(&sql.stderr).contains("mine.parquet"));
+}
+
+#[test]
+fn one_writer_at_a_time_and_watch_with_retract_loses_nothing() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    copy_sample(&input);
+    let out = tmp.path().join("out");
+    let mut watch = xinst()
+        .args(["watch", "--no-progress", "--interval", "1"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .args(FILTERS)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !std::fs::read(out.join("_xinstruct/manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|m| m["shards"].as_object().is_some_and(|s| s.len() == 5))
+    {
+        assert!(started.elapsed() < Duration::from_secs(120), "watch did not commit the sample");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A second writer is refused, naming the holder; so is a retraction.
+    let (o, _) = run_xinst(input.to_str().unwrap(), out.to_str().unwrap(), &FILTERS, 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is being written by `xinst watch`") && err.contains("one writer at a time"),
+        "{err}"
+    );
+    let ids = tmp.path().join("ids.txt");
+    let victim = read_rows(&out)[0].id.clone();
+    std::fs::write(&ids, format!("{victim}\n")).unwrap();
+    let r = xinst().args(["retract", "--ids"]).arg(&ids).arg("--data").arg(&out).output().unwrap();
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("is being written by `xinst watch`"));
+    let before = read_rows(&out);
+    // Ctrl-C ends the watch; then the retraction goes through and the next run applies it.
+    let _ = std::process::Command::new("kill").args(["-INT", &watch.id().to_string()]).status();
+    let status = watch.wait().unwrap();
+    assert!(status.success() || status.code() == Some(0), "{status:?}");
+    assert_eq!(read_rows(&out), before, "nothing the watch committed was lost");
+    let r = xinst().args(["retract", "--ids"]).arg(&ids).arg("--data").arg(&out).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    run_xinst(input.to_str().unwrap(), out.to_str().unwrap(), &FILTERS, 0);
+    let after = read_rows(&out);
+    assert_eq!(after.len(), before.len() - 1);
+    assert!(after.iter().all(|r| r.id != victim));
+}

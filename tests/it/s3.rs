@@ -195,3 +195,31 @@ fn s3_input_and_output_on_a_real_server() {
     let err = String::from_utf8_lossy(&denied.stderr);
     assert!(err.contains("s3://"), "{err}");
 }
+
+#[test]
+fn a_live_lease_refuses_a_second_writer_and_an_expired_one_is_taken_over() {
+    let tmp = tempdir();
+    let root = tmp.path().join("s3");
+    copy_sample(&root.join("crawl/CC-sample"));
+    let lease = root.join("datasets/y/_xinstruct/lock.json");
+    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let holder = |expires: u64| {
+        serde_json::json!({"pid": 4242, "host": "other-box", "command": "watch", "since": "2026-12-02T00:00:00Z", "expires": expires})
+            .to_string()
+    };
+    std::fs::write(&lease, holder(now + 600)).unwrap();
+    let server = start_server(&root);
+    let args = ["--input", "s3://crawl/CC-sample", "--output", "s3://datasets/y"];
+    let refused = s3_run(&server, SECRET, &args);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("is being written by `xinst watch` (pid 4242 on other-box"), "{err}");
+    assert!(!root.join("datasets/y/_xinstruct/manifest.json").exists(), "the second writer wrote nothing");
+
+    // A holder that stopped renewing (it died): the lease is taken over; released at the end.
+    std::fs::write(&lease, holder(now - 1)).unwrap();
+    let s = stats_of(&s3_run(&server, SECRET, &args));
+    assert_eq!(s["shards_processed"], 5);
+    assert!(!lease.exists(), "the lease is deleted when the run ends");
+}

@@ -46,17 +46,77 @@ pub fn vector_key(fingerprint: &str, text: &str) -> MemoKey {
     h.digest128().to_le_bytes()
 }
 
+/// Why a cache file did not open.
+enum Opened {
+    Corrupt(String),
+    Other(String),
+}
+
 impl MemoCache {
+    /// Opens (or creates) the cache at `path`. A file redb cannot read (truncated, corrupt: redb
+    /// may even panic on it) is moved aside to `<path>.corrupt-<unix secs>` with a warning and a
+    /// new cache is started: the cache only saves model calls, so losing it costs time, never
+    /// data. A file another process has open is an error, not corruption.
     pub fn open(path: &Path) -> Result<MemoCache, String> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        let db = redb::Database::create(path).map_err(|e| format!("memo cache {}: {e}", path.display()))?;
-        let tx = db.begin_write().map_err(|e| e.to_string())?;
-        tx.open_table(TABLE).map_err(|e| e.to_string())?;
-        tx.open_table(VECTORS).map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())?;
-        Ok(MemoCache { db, path: path.to_path_buf(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
+        match Self::open_db(path) {
+            Ok(db) => Ok(MemoCache::with(db, path)),
+            Err(Opened::Other(e)) => Err(format!("memo cache {}: {e}", path.display())),
+            Err(Opened::Corrupt(why)) => {
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let mut aside = path.as_os_str().to_os_string();
+                aside.push(format!(".corrupt-{secs}"));
+                let aside = std::path::PathBuf::from(aside);
+                std::fs::rename(path, &aside).map_err(|e| format!("moving aside {}: {e}", path.display()))?;
+                eprintln!(
+                    "warning: memo cache {} is unreadable ({why}); moved to {} and a new one started (its model \
+                     calls are made again)",
+                    path.display(),
+                    aside.display()
+                );
+                match Self::open_db(path) {
+                    Ok(db) => Ok(MemoCache::with(db, path)),
+                    Err(Opened::Other(e) | Opened::Corrupt(e)) => {
+                        Err(format!("memo cache {}: {e}", path.display()))
+                    }
+                }
+            }
+        }
+    }
+
+    fn with(db: redb::Database, path: &Path) -> MemoCache {
+        MemoCache { db, path: path.to_path_buf(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    fn open_db(path: &Path) -> Result<redb::Database, Opened> {
+        let opened = std::panic::catch_unwind(|| -> Result<redb::Database, redb::Error> {
+            let db = redb::Database::create(path)?;
+            let tx = db.begin_write()?;
+            tx.open_table(TABLE)?;
+            tx.open_table(VECTORS)?;
+            tx.commit()?;
+            Ok(db)
+        });
+        match opened {
+            Ok(Ok(db)) => Ok(db),
+            Err(panic) => Err(Opened::Corrupt(crate::fault::panic_message(panic.as_ref()))),
+            Ok(Err(redb::Error::DatabaseAlreadyOpen)) => {
+                Err(Opened::Other("open in another process (give each process its own memo_path)".into()))
+            }
+            Ok(Err(redb::Error::Io(e)))
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                ) =>
+            {
+                Err(Opened::Other(e.to_string()))
+            }
+            Ok(Err(e)) => Err(Opened::Corrupt(e.to_string())),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -199,6 +259,47 @@ mod tests {
         let memo = MemoCache::open(&path).unwrap();
         assert_eq!(memo.get_many(&[k]), vec![Some(c)]);
         assert_eq!((memo.hits.load(Ordering::Relaxed), memo.misses.load(Ordering::Relaxed)), (1, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_truncated_or_garbage_file_is_moved_aside_and_a_fresh_cache_started() {
+        let dir = std::env::temp_dir().join(format!("xinst-memo-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("memo.redb");
+        let c = Completion {
+            text: "Explain.".into(),
+            prompt_tokens: 5,
+            completion_tokens: 2,
+            finish: FinishReason::Stop,
+            truncated_prompt_tokens: 0,
+        };
+        let entries: Vec<(MemoKey, Completion)> =
+            (0..200u64).map(|i| (key("m", "s", &req(&format!("p{i}"), i)), c.clone())).collect();
+        MemoCache::open(&path).unwrap().put_many(&entries).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        for (i, broken) in [
+            std::fs::read(&path).unwrap()[..(len / 3) as usize].to_vec(),
+            b"not a redb file at all, just text".repeat(100),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            std::fs::write(&path, &broken).unwrap();
+            let memo = MemoCache::open(&path).unwrap_or_else(|e| panic!("case {i}: {e}"));
+            assert_eq!(memo.get_many(&[entries[0].0]), vec![None], "case {i}: a fresh cache");
+            memo.put_many(&entries[..1]).unwrap();
+            drop(memo);
+            let aside: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+                .collect();
+            assert!(!aside.is_empty(), "case {i}: the old file is kept aside");
+            for a in aside {
+                std::fs::remove_file(a.path()).unwrap();
+            }
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
