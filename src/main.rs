@@ -105,6 +105,23 @@ enum Command {
         /// cpu, cuda, cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Tokens a sequence may hold (prompt + answer); `max_tokens` is capped to it.
+        #[arg(long, default_value_t = 4096)]
+        max_context: usize,
+        /// Largest request body accepted (MiB); larger ones get 413.
+        #[arg(long, default_value_t = 8)]
+        max_body_mib: usize,
+        /// Connections open at once; more are closed at accept.
+        #[arg(long, default_value_t = 256)]
+        max_connections: usize,
+        /// Seconds a client has to send a request's headers (and its body).
+        #[arg(long, default_value_t = 30)]
+        read_timeout_secs: u64,
+        /// Environment variable holding an API key: requests must then send it as
+        /// `Authorization: Bearer KEY`. Use it whenever the address is reachable beyond this
+        /// machine.
+        #[arg(long)]
+        api_key_env: Option<String>,
     },
     /// SQL over a dataset (tables pairs, rejects, stats, shards, epochs), local or on S3.
     /// With no statement, --file or --query: an interactive shell.
@@ -356,10 +373,39 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Langid { config, verdict } => langid(config.as_deref(), verdict),
         Command::Models { action } => models(action),
         Command::Generate(args) => generate(args),
-        Command::Serve { model, addr, max_batch, device } => {
-            let engine =
-                xinstruct_operators::generate::EngineConfig { max_batch, device, ..Default::default() };
-            xinstruct::serve::serve(&model, &addr, &engine)?;
+        Command::Serve {
+            model,
+            addr,
+            max_batch,
+            device,
+            max_context,
+            max_body_mib,
+            max_connections,
+            read_timeout_secs,
+            api_key_env,
+        } => {
+            let engine = xinstruct_operators::generate::EngineConfig {
+                max_batch,
+                device,
+                max_context,
+                ..Default::default()
+            };
+            let api_key = match &api_key_env {
+                Some(var) => Some(
+                    std::env::var(var)
+                        .ok()
+                        .filter(|k| !k.is_empty())
+                        .with_context(|| format!("--api-key-env {var}: the variable is not set"))?,
+                ),
+                None => None,
+            };
+            let cfg = xinstruct::serve::ServeConfig {
+                max_body_bytes: max_body_mib.max(1) << 20,
+                max_connections,
+                read_timeout: std::time::Duration::from_secs(read_timeout_secs.max(1)),
+                api_key,
+            };
+            xinstruct::serve::serve(&model, &addr, &engine, cfg)?;
             Ok(0)
         }
         Command::Diversify { data, config, quota, rebuild, workers, memo } => {

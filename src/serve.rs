@@ -6,74 +6,171 @@
 //! `no_repeat_ngram_size`. Streaming is not offered (`stream: true` is refused).
 
 use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use xinstruct_operators::generate::{
     CandleGenerator, GenError, GenRequest, Generator, Message, Prompt, SamplingParams,
 };
 
+/// Limits that keep the server up whatever its clients send.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// A client must send a request's headers, and its body, within this long.
+    pub read_timeout: Duration,
+    /// Requests must carry `Authorization: Bearer <key>` (all but `/health`).
+    pub api_key: Option<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            max_body_bytes: 8 << 20,
+            max_connections: 256,
+            read_timeout: Duration::from_secs(30),
+            api_key: None,
+        }
+    }
+}
+
 pub struct Server {
-    http: tiny_http::Server,
     gen: Arc<CandleGenerator>,
     model_id: String,
+    cfg: ServeConfig,
+    /// Generations waiting or running at once: the engine batches at most `max_batch`, the
+    /// rest wait here in async land rather than on threads.
+    generating: tokio::sync::Semaphore,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: u16, body: Value) -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    resp
 }
 
 impl Server {
-    pub fn bind(addr: &str, gen: Arc<CandleGenerator>) -> Result<Server> {
-        let http = tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+    pub fn new(gen: Arc<CandleGenerator>, cfg: ServeConfig) -> Server {
         let model_id = gen.name();
-        Ok(Server { http, gen, model_id })
+        let generating = tokio::sync::Semaphore::new(4 * gen.max_batch().max(1));
+        Server { gen, model_id, cfg, generating }
     }
 
-    pub fn local_addr(&self) -> String {
-        match self.http.server_addr() {
-            tiny_http::ListenAddr::IP(a) => a.to_string(),
-            other => format!("{other:?}"),
+    /// Accepts connections until the process ends: each is served by hyper (HTTP/1.1) on a
+    /// small runtime, within the connection limit and the read timeout.
+    pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) -> Result<()> {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_connections.max(1)));
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    "connection limit ({}) reached: closing a new connection",
+                    self.cfg.max_connections
+                );
+                drop(stream);
+                continue;
+            };
+            let me = self.clone();
+            let timeout = self.cfg.read_timeout;
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = hyper::service::service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, std::convert::Infallible>(me.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(timeout)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = conn.await;
+            });
         }
     }
 
-    /// Serves until the process ends: a thread per request (the engine does the batching).
-    pub fn run(self) -> Result<()> {
-        let shared = Arc::new(self);
-        for request in shared.http.incoming_requests() {
-            let me = shared.clone();
-            std::thread::spawn(move || me.handle(request));
+    async fn handle(&self, req: Request<Incoming>) -> Reply {
+        let path = req.uri().path().to_string();
+        if path != "/health" {
+            if let Some(key) = &self.cfg.api_key {
+                let given = req
+                    .headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                if given != Some(key.as_str()) {
+                    return reply(401, error_body("missing or wrong bearer token"));
+                }
+            }
         }
-        Ok(())
-    }
-
-    fn handle(&self, mut request: tiny_http::Request) {
-        let path = request.url().split('?').next().unwrap_or("").to_string();
-        let method = request.method().clone();
-        let (status, body) = match (method, path.as_str()) {
-            (tiny_http::Method::Get, "/health") => (200, json!({"status": "ok"})),
-            (tiny_http::Method::Get, "/v1/models") => (
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/health") => reply(200, json!({"status": "ok"})),
+            (&Method::GET, "/v1/models") => reply(
                 200,
                 json!({"object": "list", "data": [{"id": self.model_id, "object": "model", "owned_by": "xinstruct"}]}),
             ),
-            (tiny_http::Method::Post, "/v1/completions" | "/v1/chat/completions") => {
-                let mut raw = String::new();
-                match std::io::Read::read_to_string(request.as_reader(), &mut raw) {
-                    Ok(_) => self.complete(&path, &raw),
-                    Err(e) => (400, error_body(&format!("reading body: {e}"))),
+            (&Method::POST, "/v1/completions" | "/v1/chat/completions") => {
+                let max = self.cfg.max_body_bytes;
+                let declared = req
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > max as u64) {
+                    return reply(413, error_body(&format!("request body over {max} bytes")));
+                }
+                let read =
+                    tokio::time::timeout(self.cfg.read_timeout, Limited::new(req.into_body(), max).collect());
+                let raw = match read.await {
+                    Err(_) => return reply(408, error_body("the request body did not arrive in time")),
+                    Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                        return reply(413, error_body(&format!("request body over {max} bytes")))
+                    }
+                    Ok(Err(e)) => return reply(400, error_body(&format!("reading body: {e}"))),
+                    Ok(Ok(body)) => body.to_bytes(),
+                };
+                match std::str::from_utf8(&raw) {
+                    Ok(text) => self.complete(&path, text).await,
+                    Err(e) => reply(400, error_body(&format!("body is not UTF-8: {e}"))),
                 }
             }
-            _ => (404, error_body(&format!("no route {path}"))),
-        };
-        let header =
-            tiny_http::Header::from_bytes("Content-Type", "application/json").expect("static header");
-        let resp =
-            tiny_http::Response::from_string(body.to_string()).with_status_code(status).with_header(header);
-        let _ = request.respond(resp);
+            _ => reply(404, error_body(&format!("no route {path}"))),
+        }
     }
 
-    fn complete(&self, path: &str, raw: &str) -> (u16, Value) {
+    async fn complete(&self, path: &str, raw: &str) -> Reply {
         let chat = path.ends_with("chat/completions");
-        let req = match parse_request(raw, chat) {
+        let mut req = match parse_request(raw, chat) {
             Ok(r) => r,
-            Err(e) => return (400, error_body(&e)),
+            Err(e) => return reply(400, error_body(&e)),
         };
-        let out = self.gen.generate(vec![req]).pop().unwrap_or(Err(GenError::Closed));
+        // A request cannot ask for more than the context holds (100 M tokens would size a
+        // KV cache of 100 GB).
+        req.params.max_new_tokens = req.params.max_new_tokens.min(self.gen.context());
+        let Ok(_turn) = self.generating.acquire().await else {
+            return reply(503, error_body("shutting down"));
+        };
+        let gen = self.gen.clone();
+        let out = tokio::task::spawn_blocking(move || gen.generate(vec![req]).pop())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Err(GenError::Closed));
         match out {
             Ok(c) => {
                 let choice = if chat {
@@ -85,7 +182,7 @@ impl Server {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                (
+                reply(
                     200,
                     json!({
                         "id": format!("xinst-{created}-{}", next_id()),
@@ -102,8 +199,9 @@ impl Server {
                     }),
                 )
             }
-            Err(GenError::EmptyPrompt) => (400, error_body("empty prompt")),
-            Err(e) => (500, error_body(&e.to_string())),
+            Err(GenError::EmptyPrompt) => reply(400, error_body("empty prompt")),
+            Err(e @ GenError::InvalidPrompt(_)) => reply(400, error_body(&e.to_string())),
+            Err(e) => reply(500, error_body(&e.to_string())),
         }
     }
 }
@@ -160,11 +258,33 @@ pub fn parse_request(raw: &str, chat: bool) -> std::result::Result<GenRequest, S
 }
 
 /// Binds, prints the address and serves (for the CLI).
-pub fn serve(model: &str, addr: &str, engine: &xinstruct_operators::generate::EngineConfig) -> Result<()> {
+pub fn serve(
+    model: &str,
+    addr: &str,
+    engine: &xinstruct_operators::generate::EngineConfig,
+    cfg: ServeConfig,
+) -> Result<()> {
     let gen = crate::generation::open_local(model, engine).context("loading the model")?;
-    let server = Server::bind(addr, gen)?;
-    println!("xinst serve: model {} on http://{}/v1", server.model_id, server.local_addr());
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    server.run()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("starting the server runtime")?;
+    rt.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        if !local.ip().is_loopback() && cfg.api_key.is_none() {
+            eprintln!(
+                "warning: serving on {local} without authentication: anyone who reaches it can use the model; \
+                 pass --api-key-env VAR (clients send the key as a bearer token)"
+            );
+        }
+        let server = Arc::new(Server::new(gen, cfg));
+        println!("xinst serve: model {} on http://{local}/v1", server.model_id);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        server.run(listener).await
+    })
 }

@@ -695,3 +695,110 @@ fn concurrency_is_a_limit_across_callers_and_retry_after_is_capped() {
     let took = started.elapsed().as_secs_f64();
     assert!(took < 20.0, "{took} s: the Retry-After of an hour was not capped");
 }
+
+/// One HTTP/1.0 exchange on a fresh connection: (status, body).
+fn http(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(120))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0), body.to_string())
+}
+
+fn post(addr: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn xinst_serve_survives_its_clients() {
+    use std::io::{BufRead, Read, Write};
+    let mut child = crate::common::xinst()
+        .env("XINST_TEST_KEY", "sekrit")
+        .args(["serve", "--model", "gemma-3-270m", "--addr", "127.0.0.1:0", "--max-batch", "2"])
+        .args(["--max-context", "128", "--max-body-mib", "1", "--max-connections", "64"])
+        .args(["--read-timeout-secs", "2", "--api-key-env", "XINST_TEST_KEY"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap();
+    let addr = addr.trim_start_matches("http://").trim_end_matches("/v1").to_string();
+    let threads = || std::fs::read_dir(format!("/proc/{}/task", child.id())).map(|d| d.count()).unwrap_or(0);
+    let ok = r#"{"prompt":"The capital of France is","max_tokens":4}"#;
+
+    // Auth: required everywhere but /health.
+    assert_eq!(http(&addr, "GET /health HTTP/1.0\r\n\r\n").0, 200);
+    assert_eq!(post(&addr, "/v1/completions", None, ok).0, 401);
+    assert_eq!(post(&addr, "/v1/completions", Some("wrong"), ok).0, 401);
+    let (status, body) = post(&addr, "/v1/completions", Some("sekrit"), ok);
+    assert_eq!(status, 200, "{body}");
+
+    // Malformed JSON: 400 with a JSON error.
+    let (status, body) = post(&addr, "/v1/completions", Some("sekrit"), "{\"prompt\": ");
+    assert_eq!(status, 400);
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["message"].is_string());
+
+    // max_tokens far past the context: capped, answered.
+    let (status, body) = post(
+        &addr,
+        "/v1/completions",
+        Some("sekrit"),
+        r#"{"prompt":"Once upon a time","max_tokens":100000000}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap() <= 128, "{v}");
+
+    // A 16 MiB body: refused by its declared length before it is read.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    write!(s, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekrit\r\nContent-Length: 16777216\r\n\r\n").unwrap();
+    let _ = s.write_all(&vec![b' '; 64 << 10]);
+    let mut resp = [0u8; 12];
+    s.read_exact(&mut resp).unwrap();
+    assert_eq!(&resp, b"HTTP/1.1 413");
+
+    // Stalled connections (headers never sent) neither stop others nor pile up threads; the
+    // server closes them after its read timeout.
+    let before = threads();
+    let mut stalled: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.write_all(b"POST /v1/completions HTTP/1.1\r\nHost:").unwrap();
+            c
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, _) = post(&addr, "/v1/completions", Some("sekrit"), ok);
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(threads() <= before + 4, "threads {} -> {}", before, threads());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for c in &mut stalled {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 256];
+        // Closed by the server: EOF, a reset, or a 408 it sent before closing.
+        match c.read(&mut buf) {
+            Ok(n) => assert!(
+                n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+                "{:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "still open"),
+        }
+    }
+    assert_eq!(http(&addr, "GET /health HTTP/1.0\r\n\r\n").0, 200, "still serving");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -81,6 +81,8 @@ pub struct CandleGenerator {
     /// The tokenizer's special tokens written like markup (`<start_of_turn>`,
     /// `<image_soft_token>`, `[INST]`): defused in document text (see [`Generator::special_tokens`]).
     special: Vec<String>,
+    context: usize,
+    max_batch: usize,
 }
 
 pub fn device(spec: &str) -> Result<Device, GenError> {
@@ -308,6 +310,7 @@ impl CandleGenerator {
             max_step_tokens: cfg.max_step_tokens.max(1),
             stats: stats.clone(),
         };
+        let (context_len, max_batch_n) = (engine.context, engine.max_batch);
         let mut special: Vec<String> = engine
             .tokenizer
             .get_added_tokens_decoder()
@@ -321,6 +324,8 @@ impl CandleGenerator {
             .spawn(move || engine.run(rx))
             .map_err(|e| GenError::Model(e.to_string()))?;
         Ok(CandleGenerator {
+            context: context_len,
+            max_batch: max_batch_n,
             special,
             verdicts: verdict.is_some(),
             name: name.to_string(),
@@ -330,6 +335,16 @@ impl CandleGenerator {
             stats,
             arch,
         })
+    }
+
+    /// Tokens a sequence may hold (prompt + generated).
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Sequences decoded together.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// Submits requests without waiting; outcomes arrive on `reply` tagged with `first_index + i`.
@@ -537,7 +552,8 @@ impl Engine {
             let msg = format!("token {bad} ({piece:?}) is outside the model's {rows}-row embedding");
             return Err((job, GenError::InvalidPrompt(msg)));
         }
-        let max_new = job.req.params.max_new_tokens.max(1);
+        // Bounded by the context, so the KV cache sized below is too, whatever was asked.
+        let max_new = job.req.params.max_new_tokens.clamp(1, self.context);
         let room = self.context.saturating_sub(max_new).max(2);
         let mut truncated = 0;
         if ids.len() > room {
