@@ -12,6 +12,7 @@ use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,16 @@ impl Holder {
             since: crate::pipeline::now_rfc3339(),
             expires,
         }
+    }
+
+    /// Whether the holder may still be running: on this host its process must exist; on
+    /// another, only its lease's expiry can tell.
+    fn may_be_alive(&self) -> bool {
+        let here = Holder::me("", 0).host;
+        if !here.is_empty() && self.host == here && Path::new("/proc/self").exists() {
+            return Path::new(&format!("/proc/{}", self.pid)).exists() && self.pid != std::process::id();
+        }
+        self.expires > unix_now()
     }
 
     fn describe(&self) -> String {
@@ -139,15 +150,17 @@ fn acquire_lease(out: &Store, rt: &Arc<Runtime>, command: &str) -> Result<Writer
             })?;
             let holder: Option<Holder> = serde_json::from_slice(&got.0).ok();
             match holder {
-                Some(h) if h.expires > unix_now() => bail!(
-                    "{} is being written by {}; one writer at a time (its lease {} expires in {} s unless renewed)",
+                Some(h) if h.expires > unix_now() && h.may_be_alive() => bail!(
+                    "{}/{} is being written by {}; one writer at a time (its lease {} expires in {} s unless renewed)",
                     out.display_root,
+                    out.prefix,
                     h.describe(),
                     out.uri_of(&path),
                     h.expires - unix_now()
                 ),
                 _ => {
-                    // The holder stopped renewing (it died): take over, if nobody else did.
+                    // The holder stopped renewing or its process is gone (it died): take
+                    // over, if nobody else did meanwhile.
                     let update = PutOptions {
                         mode: PutMode::Update(UpdateVersion { e_tag: got.1.e_tag, version: got.1.version }),
                         ..Default::default()

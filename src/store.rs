@@ -50,7 +50,19 @@ impl Store {
             if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
                 builder = builder.with_region("us-east-1");
             }
-            let store = builder.build().with_context(|| format!("configuring S3 for {uri}"))?;
+            // Ride out a server that is away for a while (a restart, a failover): object_store's
+            // default gives up after 10 quick retries, about 3 s when connections are refused.
+            let retry = object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: std::time::Duration::from_millis(200),
+                    max_backoff: std::time::Duration::from_secs(10),
+                    base: 2.0,
+                },
+                max_retries: 20,
+                retry_timeout: std::time::Duration::from_secs(120),
+            };
+            let store =
+                builder.with_retry(retry).build().with_context(|| format!("configuring S3 for {uri}"))?;
             return Ok(Store {
                 store: Arc::new(store),
                 prefix: ObjPath::from(prefix.as_str()),
