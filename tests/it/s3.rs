@@ -252,11 +252,14 @@ fn the_s3_server_stopped_mid_run_costs_time_not_data() {
     // Stop the server once the first epoch is committed; bring it back 10 s later.
     let manifest_file = root.join("datasets/z/_xinstruct/manifest.json");
     let started = Instant::now();
-    while !std::fs::read(&manifest_file)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|m| m["epochs"].as_array().is_some_and(|e| !e.is_empty()))
-    {
+    let epochs = || -> usize {
+        std::fs::read(&manifest_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|m| m["epochs"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    while epochs() == 0 {
         assert!(started.elapsed() < Duration::from_secs(120), "no epoch committed");
         std::thread::sleep(Duration::from_millis(20));
     }

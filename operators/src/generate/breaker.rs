@@ -86,13 +86,12 @@ impl Breaker {
         self.last_error = error.to_string();
         self.consecutive = self.consecutive.saturating_add(1);
         match self.open.as_mut() {
-            Some(open) => {
-                if probe {
-                    open.probing = false;
-                    open.interval = (open.interval * 2).min(self.cfg.max_probe_interval);
-                    open.next_probe = now + open.interval;
-                }
+            Some(open) if probe => {
+                open.probing = false;
+                open.interval = (open.interval * 2).min(self.cfg.max_probe_interval);
+                open.next_probe = now + open.interval;
             }
+            Some(_) => {}
             None if self.cfg.failures > 0 && self.consecutive >= self.cfg.failures => {
                 let interval = self.cfg.probe_interval;
                 self.open = Some(Open { since: now, next_probe: now + interval, interval, probing: false });

@@ -379,7 +379,7 @@ impl<R: BufRead> WarcReader<R> {
             // The length does not end at a boundary: too long (the body ran into the next
             // record, given back to the reader) or too short (skipped to the next record).
             if let Some(at) = next_record_in(&body) {
-                self.unread(&body[at..].to_vec());
+                self.unread(&body[at..]);
             } else {
                 self.resync = true;
             }
