@@ -11,6 +11,8 @@ pub mod diversity;
 pub mod doc;
 pub mod fault;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod instruct;
 pub mod lang_id;
