@@ -92,6 +92,7 @@ pub struct RunSummary {
     /// Records rejected by any operator.
     pub rejects: u64,
     pub files_written: u64,
+    /// Temporaries of an interrupted run removed at the start (`_xinstruct/tmp/` only).
     pub stray_files_removed: u64,
     /// `uri: error` of shards that could not be opened (retried next run).
     pub open_errors: Vec<String>,

@@ -468,7 +468,6 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                     if failed {
                         docs_in.for_each(|_, data| data.clear());
                         rejects_in.for_each(|_, data| data.clear());
-                        let _ = &held;
                         return;
                     }
                     let started = Instant::now();
@@ -533,9 +532,6 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                             }
                         }
                     });
-                    if failed {
-                        return;
-                    }
                     if let Some(f) = &failure {
                         // A sink that cannot write must not let the epoch commit: it raises the
                         // fault (the run ends with it) and keeps its capabilities, so the epoch
