@@ -16,7 +16,7 @@ use xinstruct_operators::generate::{
     CandleGenerator, GenError, GenRequest, Generator, Message, Prompt, SamplingParams,
 };
 
-/// Limits that keep the server up whatever its clients send.
+/// Limits that keep the server up whatever its clients send (defaults: the CLI's flags).
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// Request bodies larger than this are refused with 413.
@@ -27,17 +27,6 @@ pub struct ServeConfig {
     pub read_timeout: Duration,
     /// Requests must carry `Authorization: Bearer <key>` (all but `/health`).
     pub api_key: Option<String>,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            max_body_bytes: 8 << 20,
-            max_connections: 256,
-            read_timeout: Duration::from_secs(30),
-            api_key: None,
-        }
-    }
 }
 
 pub struct Server {

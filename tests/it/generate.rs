@@ -262,24 +262,29 @@ fn flaky_proxy(upstream: &str, fail: usize) -> String {
                 let _ = req.respond(tiny_http::Response::from_string("<html>oops</html>"));
                 continue;
             }
-            // Forward with a plain HTTP/1.0 exchange.
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(&upstream).unwrap();
-            write!(
-                s,
-                "POST {} HTTP/1.0\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                req.url(),
-                body.len()
-            )
-            .unwrap();
-            let mut resp = String::new();
-            s.read_to_string(&mut resp).unwrap();
-            let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
-            let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-            let _ = req.respond(tiny_http::Response::from_string(payload).with_status_code(status));
+            forward(&upstream, req, &body);
         }
     });
     format!("http://{addr}/v1")
+}
+
+/// Forwards a proxied POST to `upstream` (`host:port`) with a plain HTTP/1.0 exchange and
+/// answers `req` with the upstream's status and body.
+pub(crate) fn forward(upstream: &str, req: tiny_http::Request, body: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(upstream).unwrap();
+    write!(
+        s,
+        "POST {} HTTP/1.0\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        req.url(),
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let _ = req.respond(tiny_http::Response::from_string(payload).with_status_code(status));
 }
 
 use xinstruct_operators::generate::{OpenAiConfig, OpenAiGenerator};

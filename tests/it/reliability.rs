@@ -65,20 +65,7 @@ fn fault_proxy(upstream: &str, faults: Arc<Faults>) -> String {
                     return;
                 }
                 faults.forwarded.fetch_add(1, Ordering::SeqCst);
-                use std::io::{Read, Write};
-                let mut s = std::net::TcpStream::connect(&upstream).unwrap();
-                write!(
-                    s,
-                    "POST {} HTTP/1.0\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    req.url(),
-                    body.len()
-                )
-                .unwrap();
-                let mut resp = String::new();
-                s.read_to_string(&mut resp).unwrap();
-                let (head, payload) = resp.split_once("\r\n\r\n").unwrap();
-                let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-                let _ = req.respond(tiny_http::Response::from_string(payload).with_status_code(status));
+                crate::generate::forward(&upstream, req, &body);
             });
         }
     });

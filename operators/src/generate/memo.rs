@@ -239,17 +239,21 @@ mod tests {
         }
     }
 
+    fn completion(text: &str, completion_tokens: usize) -> Completion {
+        Completion {
+            text: text.into(),
+            prompt_tokens: 5,
+            completion_tokens,
+            finish: FinishReason::Stop,
+            truncated_prompt_tokens: 0,
+        }
+    }
+
     #[test]
     fn survives_reopen() {
         let dir = std::env::temp_dir().join(format!("xinst-memo-{}", std::process::id()));
         let path = dir.join("memo.redb");
-        let c = Completion {
-            text: "Write a poem.".into(),
-            prompt_tokens: 5,
-            completion_tokens: 4,
-            finish: FinishReason::Stop,
-            truncated_prompt_tokens: 0,
-        };
+        let c = completion("Write a poem.", 4);
         let k = key("m", "s", &req("x", 0));
         {
             let memo = MemoCache::open(&path).unwrap();
@@ -267,13 +271,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xinst-memo-bad-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("memo.redb");
-        let c = Completion {
-            text: "Explain.".into(),
-            prompt_tokens: 5,
-            completion_tokens: 2,
-            finish: FinishReason::Stop,
-            truncated_prompt_tokens: 0,
-        };
+        let c = completion("Explain.", 2);
         let entries: Vec<(MemoKey, Completion)> =
             (0..200u64).map(|i| (key("m", "s", &req(&format!("p{i}"), i)), c.clone())).collect();
         MemoCache::open(&path).unwrap().put_many(&entries).unwrap();

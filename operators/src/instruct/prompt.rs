@@ -251,14 +251,6 @@ impl Specials {
         Specials { set, max_len }
     }
 
-    pub fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
-
     /// Defuses every token of the set in `s`; returns how many. A token starts at `<` or `[`
     /// and ends at `>` or `]`, so only those spans are looked up (Gemma's tokenizer has
     /// thousands of special tokens).
