@@ -123,7 +123,7 @@ enum Command {
         #[arg(long)]
         api_key_env: Option<String>,
     },
-    /// SQL over a dataset (tables pairs, rejects, stats, shards, epochs), local or on S3.
+    /// SQL over a dataset (tables pairs, corpus, rejects, stats, shards, epochs), local or on S3.
     /// With no statement, --file or --query: an interactive shell.
     Sql {
         /// The statement to run.
@@ -336,6 +336,10 @@ struct Common {
     /// sample_rate; picked by id, the same on every run).
     #[arg(long)]
     sample_rate: Option<f64>,
+    /// Print which shards the run would read and why (new, changed, made with other
+    /// settings, ...), then exit without doing it.
+    #[arg(long)]
+    plan: bool,
 }
 
 fn main() {
@@ -509,10 +513,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 stats_json,
                 no_progress,
                 sample_rate: Some(sample_rate),
+                plan: false,
             };
             let code = run_with(input_dir.display().to_string(), common, false, None, true)?;
             eprintln!(
-                "dataset: {}/dataset (lang=*/part-*.parquet, rejects/, stats/, _xinstruct/manifest.json)",
+                "dataset: {}/dataset (lang=*/part-*.parquet, corpus/, rejects/, stats/, _xinstruct/manifest.json)",
                 output.display()
             );
             eprintln!(
@@ -572,6 +577,22 @@ fn run_with(input: String, common: Common, watch: bool, interval: Option<u64>, d
     }
     config.pipeline.operators.retain(|op| !common.skip.contains(op));
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
+    let opts = RunOptions {
+        input,
+        output: common.output.clone(),
+        config,
+        cluster: Cluster { process: common.process, processes: common.processes, hostfile: common.hostfile },
+        watch,
+        stop: stop.clone(),
+        force: common.force,
+        progress: progress.clone(),
+    };
+    if common.plan {
+        let plan = pipeline::plan_only(&opts)?;
+        print!("{}", plan.render(opts.config.run.prune));
+        return Ok(0);
+    }
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || {
@@ -583,20 +604,10 @@ fn run_with(input: String, common: Common, watch: bool, interval: Option<u64>, d
         })
         .context("installing the Ctrl-C handler")?;
     }
-    let progress = Arc::new(Progress::default());
     let leader = common.process == 0;
     let bar = (!common.no_progress && leader).then(|| spawn_progress(progress.clone()));
     let output = common.output.clone();
-    let summary = pipeline::run(RunOptions {
-        input,
-        output: common.output,
-        config,
-        cluster: Cluster { process: common.process, processes: common.processes, hostfile: common.hostfile },
-        watch,
-        stop,
-        force: common.force,
-        progress,
-    });
+    let summary = pipeline::run(opts);
     if let Some((done, handle)) = bar {
         done.store(true, Ordering::SeqCst);
         let _ = handle.join();
@@ -663,7 +674,7 @@ async fn shell(session: &SqlSession, format: OutputFormat) -> Result<i32> {
     let mut editor = rustyline::DefaultEditor::new()?;
     let history = xinstruct::models::cache_dir().join("sql_history.txt");
     let _ = editor.load_history(&history);
-    eprintln!("xinstruct SQL: tables pairs, rejects, stats, shards, epochs; .queries lists canned queries, .quit exits");
+    eprintln!("xinstruct SQL: tables pairs, corpus, rejects, stats, shards, epochs; .queries lists canned queries, .quit exits");
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() { "xinst> " } else { "   ... " };
@@ -808,7 +819,11 @@ fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::Joi
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         let mut on_model = false;
+        progress.bar.store(true, Ordering::SeqCst);
         while !flag.load(Ordering::SeqCst) {
+            for note in progress.take_notes() {
+                bar.println(note);
+            }
             let docs = progress.docs.load(Ordering::Relaxed);
             let (planned, read) =
                 (progress.planned_bytes.load(Ordering::Relaxed), progress.bytes.load(Ordering::Relaxed));
@@ -847,6 +862,10 @@ fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::Joi
             std::thread::sleep(Duration::from_millis(200));
         }
         bar.finish_and_clear();
+        progress.bar.store(false, Ordering::SeqCst);
+        for note in progress.take_notes() {
+            eprintln!("{note}");
+        }
     });
     (done, handle)
 }

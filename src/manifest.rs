@@ -9,6 +9,7 @@
 //! which [`recover`] finishes. Part names are deterministic (hash of shard URI and content), so
 //! redoing an epoch overwrites rather than duplicates.
 
+use crate::settings::Settings;
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,8 @@ pub const SIGNATURES_DIR: &str = "signatures";
 /// The snapshot of clusters of two or more documents (one file, replaced at every commit).
 pub const DUP_CLUSTERS_DIR: &str = "dup_clusters";
 pub const LANG_PREFIX: &str = "lang=";
+/// Documents that passed every filter but were not sampled for an instruction, by language.
+pub const CORPUS_DIR: &str = "corpus";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -53,6 +56,10 @@ pub struct Manifest {
     /// `watch` poll until those documents are done (the memo cache answers the rest).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub awaiting: BTreeMap<String, Awaiting>,
+    /// The settings shards were made with, by [`Settings::id`] (shards name theirs); only
+    /// ones some shard names are kept.
+    #[serde(default)]
+    pub settings: BTreeMap<String, Settings>,
 }
 
 /// A shard's documents that wait for the model.
@@ -93,6 +100,10 @@ pub struct ShardEntry {
     /// (its documents' place in the dedup order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub born: Option<Epoch>,
+    /// The [`Settings::id`] of what its output was made with (`None`: an older xinstruct
+    /// did not record it, and the next run redoes the shard).
+    #[serde(default)]
+    pub settings: Option<String>,
 }
 
 impl ShardEntry {
@@ -142,7 +153,9 @@ impl Manifest {
         }
     }
 
-    pub fn save(&self, out: &Store, rt: &Runtime) -> Result<()> {
+    pub fn save(&mut self, out: &Store, rt: &Runtime) -> Result<()> {
+        let named: BTreeSet<&String> = self.shards.values().filter_map(|s| s.settings.as_ref()).collect();
+        self.settings.retain(|id, _| named.contains(id));
         out.put(rt, MANIFEST, serde_json::to_vec_pretty(self)?)?;
         // On local disk the commit is only as durable as the file and its folder entry.
         out.sync(MANIFEST)

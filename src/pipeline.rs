@@ -8,6 +8,8 @@
 use crate::config::{Config, OperatorName};
 use crate::dedup::{shard_signatures, ClusterView};
 use crate::manifest::{self, Awaiting, DedupState, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
+use crate::plan::{self, DedupPlan};
+use crate::settings::{ModelIds, Settings};
 use crate::sink::{FileWritten, SideRow, SinkEvent, SinkTarget, WriteDataset};
 use crate::store::{hash_file, Store, StoreOpener};
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,9 +29,9 @@ use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
 use xinstruct_operators::dedup::{Dedup, DocKey, Membership, SigRecord};
 use xinstruct_operators::fault::{panic_message, Fault};
-use xinstruct_operators::generate::{awaits_model, MemoCache};
+use xinstruct_operators::generate::{awaits_model, Generator, MemoCache};
 use xinstruct_operators::instruct::{
-    self_check::Discrimination, CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
+    self_check::Discrimination, split_sampled, CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
 };
 use xinstruct_operators::lang_id::{Backend, LangId, LangIdentifier};
 use xinstruct_operators::normalize::Normalize;
@@ -78,6 +80,12 @@ pub struct RunSummary {
     /// dedup settings).
     #[serde(default)]
     pub shards_reread: u64,
+    /// Unchanged shards read again because their output was made with other settings.
+    #[serde(default)]
+    pub shards_redone: u64,
+    /// Why, by the first changed stage (`quality: length.min_chars 200 -> 300`).
+    #[serde(default)]
+    pub redo_reasons: BTreeMap<String, u64>,
     /// Unchanged shards read again because some of their documents awaited the model.
     #[serde(default)]
     pub shards_retried: u64,
@@ -89,6 +97,9 @@ pub struct RunSummary {
     pub docs_read: u64,
     /// Documents written to the dataset.
     pub docs_out: u64,
+    /// Documents kept as the filtered corpus (not sampled for an instruction).
+    #[serde(default)]
+    pub docs_corpus: u64,
     /// Records rejected by any operator.
     pub rejects: u64,
     pub files_written: u64,
@@ -338,13 +349,8 @@ fn load_lang_id(config: &Config) -> Result<Option<Arc<LangIdentifier>>> {
     Ok(Some(Arc::new(identifier)))
 }
 
-/// Loads the X-Instruction stages' generator and evaluator (once per process; the evaluator is
-/// the generator unless the config names another) and opens the memo cache.
-fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>> {
-    let config = &opts.config;
-    if !config.pipeline.operators.iter().any(OperatorName::uses_model) {
-        return Ok(None);
-    }
+/// Opens the generator and the evaluator (the generator unless the config names another).
+fn open_models(config: &Config) -> Result<(Arc<dyn Generator>, Arc<dyn Generator>)> {
     let cfg = &config.instruct;
     let generator = crate::generation::open(&cfg.generator, &config.engine, &config.openai)
         .with_context(|| format!("[instruct] generator = {:?}", cfg.generator))?;
@@ -354,6 +360,63 @@ fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>>
         crate::generation::open(&cfg.evaluator, &config.engine, &config.openai)
             .with_context(|| format!("[instruct] evaluator = {:?}", cfg.evaluator))?
     };
+    Ok((generator, evaluator))
+}
+
+/// `xinst run --plan`: what a run would read and why, without doing it (nothing is written).
+pub fn plan_only(opts: &RunOptions) -> Result<plan::Plan> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let input = Store::open(&opts.input, false).with_context(|| format!("input {}", opts.input))?;
+    let output = Store::open(&opts.output, false).with_context(|| format!("output {}", opts.output))?;
+    let mut manifest = Manifest::load(&output, &rt)?;
+    let config = &opts.config;
+    let ids = match config.pipeline.operators.iter().any(OperatorName::uses_model) {
+        true => {
+            let (g, e) = open_models(config)?;
+            ModelIds { generator: g.fingerprint(), evaluator: e.fingerprint() }
+        }
+        false => ModelIds::default(),
+    };
+    let settings = Settings::of(config, &ids);
+    let dedup = match config.pipeline.operators.contains(&OperatorName::Dedup) {
+        true => dedup_status(&manifest, &dedup_want(config)),
+        false => DedupPlan::Current,
+    };
+    let listing = input.list_shards(&rt)?;
+    let (plan, _) = plan::plan(&mut manifest, &listing, &settings, dedup, |task, hash, size| {
+        local_bytes_equal(&input, task, hash, size)
+    });
+    Ok(plan)
+}
+
+/// The dedup state the config asks for.
+fn dedup_want(config: &Config) -> DedupState {
+    DedupState {
+        signatures: config.dedup.signature_fingerprint(),
+        clustering: format!("{:?}", config.dedup.params()),
+    }
+}
+
+/// How the stored dedup state compares with `want`.
+fn dedup_status(manifest: &Manifest, want: &DedupState) -> DedupPlan {
+    match &manifest.dedup {
+        Some(state) if state.signatures != want.signatures => DedupPlan::Rehash,
+        Some(state) if state.clustering != want.clustering => DedupPlan::Recluster,
+        Some(_) => DedupPlan::Current,
+        None if manifest.shards.is_empty() => DedupPlan::Current,
+        None => DedupPlan::Rehash,
+    }
+}
+
+/// Loads the X-Instruction stages' generator and evaluator (once per process; the evaluator is
+/// the generator unless the config names another) and opens the memo cache.
+fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>> {
+    let config = &opts.config;
+    if !config.pipeline.operators.iter().any(OperatorName::uses_model) {
+        return Ok(None);
+    }
+    let cfg = &config.instruct;
+    let (generator, evaluator) = open_models(config)?;
     opts.progress.generators.watch(generator.clone());
     if !Arc::ptr_eq(&generator, &evaluator) {
         opts.progress.generators.watch(evaluator.clone());
@@ -386,10 +449,27 @@ fn load_models(opts: &RunOptions, output: &Store) -> Result<Option<StageModels>>
     }))
 }
 
-/// What the chain hands the sink and the leader besides documents and rejects.
+/// The models' fingerprints for the run's settings (empty without model stages).
+pub(crate) fn model_ids(models: Option<&StageModels>) -> ModelIds {
+    match models {
+        Some(m) => ModelIds { generator: m.generator.fingerprint(), evaluator: m.evaluator.fingerprint() },
+        None => ModelIds::default(),
+    }
+}
+
+/// What dedup hands the sink and the leader besides documents and rejects.
 struct DedupSide<'s> {
     records: VecCollection<'s, Epoch, SigRecord>,
     clusters: VecCollection<'s, Epoch, (DocKey, Membership)>,
+}
+
+/// The chain's outputs.
+struct Chain<'s> {
+    docs: VecCollection<'s, Epoch, Doc>,
+    rejects: VecCollection<'s, Epoch, Reject>,
+    dedup: Option<DedupSide<'s>>,
+    /// Documents that passed every filter but were not sampled for an instruction.
+    corpus: Option<VecCollection<'s, Epoch, Doc>>,
 }
 
 /// The operator chain between the read and write ends, as the config orders it. Each operator
@@ -404,10 +484,11 @@ fn assemble<'s>(
     lang_id: Option<&Arc<LangIdentifier>>,
     models: Option<&StageModels>,
     stats: &StatsRegistry,
-) -> Result<(VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Reject>, Option<DedupSide<'s>>)> {
+) -> Result<Chain<'s>> {
     let no_models = || anyhow!("the X-Instruction stages need a generator ([instruct])");
     let ops = &config.pipeline.operators;
     let mut side = None;
+    let mut corpus = None;
     let mut prior = Some(prior);
     for op in ops {
         let (kept, rejected) = match (op, lang_id) {
@@ -421,9 +502,13 @@ fn assemble<'s>(
                 side = Some(DedupSide { records: out.records, clusters: out.clusters });
                 (out.kept, out.rejected)
             }
-            (OperatorName::ReverseInstruction, _) => docs
-                .reverse_instruction(&config.reverse_instruction, models.ok_or_else(no_models)?, stats)
-                .map_err(|e| anyhow!(e))?,
+            (OperatorName::ReverseInstruction, _) => {
+                let (picked, rest) = split_sampled(docs, config.reverse_instruction.sample_rate, stats);
+                corpus = Some(rest);
+                picked
+                    .reverse_instruction(&config.reverse_instruction, models.ok_or_else(no_models)?, stats)
+                    .map_err(|e| anyhow!(e))?
+            }
             (OperatorName::CrossCheck, Some(identifier)) => {
                 docs.cross_check(identifier, &config.cross_check, stats)
             }
@@ -445,7 +530,7 @@ fn assemble<'s>(
         docs = kept;
         rejects = rejects.concat(rejected);
     }
-    Ok((docs, rejects, side))
+    Ok(Chain { docs, rejects, dedup: side, corpus })
 }
 
 impl WorkerCtx {
@@ -470,7 +555,7 @@ impl WorkerCtx {
             let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
             let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
             let read = shards.read_shards(&config.source, opener, &stats, Some(self.opts.progress.clone()));
-            let (docs, rejects, dedup) = assemble(
+            let Chain { docs, rejects, dedup, corpus } = assemble(
                 read.docs,
                 read.rejects,
                 prior,
@@ -487,6 +572,9 @@ impl WorkerCtx {
             let mut side = rejects.map(SideRow::Reject);
             let mut events = read.reports.inner.map(|(r, _, _)| LeaderEvent::Report(r));
             events = events.concat(awaiting.inner.map(|(r, _, d)| LeaderEvent::Awaiting(r, d)));
+            if let Some(corpus) = corpus {
+                side = side.concat(corpus.map(SideRow::Corpus));
+            }
             if let Some(dedup) = dedup {
                 side = side.concat(dedup.records.map(SideRow::Signature));
                 events =
@@ -594,6 +682,18 @@ struct Leader {
     manifest: Manifest,
     summary: RunSummary,
     dedup: Option<DedupDriver>,
+    /// What this run's output is made with; committed shards name it.
+    settings: Settings,
+    /// Plans made so far (the first is always shown, later `watch` polls only with work).
+    plans: u64,
+}
+
+/// Whether a local shard still has the bytes its entry was made from.
+fn local_bytes_equal(input: &Store, task: &ShardTask, hash: &str, size: u64) -> bool {
+    let Some(root) = &input.local_root else { return false };
+    let rel = task.uri.strip_prefix(&input.display_root).unwrap_or(&task.uri);
+    let path = root.join(rel.trim_start_matches('/'));
+    hash_file(&path).is_ok_and(|(h, n)| h == hash && n == size)
 }
 
 /// The leader's dedup bookkeeping for one run (src/dedup.rs explains the state).
@@ -637,16 +737,9 @@ impl Leader {
         };
         let config = &ctx.opts.config;
         let dedup = if config.pipeline.operators.contains(&OperatorName::Dedup) {
-            let want = DedupState {
-                signatures: config.dedup.signature_fingerprint(),
-                clustering: format!("{:?}", config.dedup.params()),
-            };
-            let stale = match &manifest.dedup {
-                Some(state) => state.signatures != want.signatures,
-                None => !manifest.shards.is_empty(),
-            };
-            let recluster =
-                !stale && manifest.dedup.as_ref().is_some_and(|s| s.clustering != want.clustering);
+            let want = dedup_want(config);
+            let status = dedup_status(&manifest, &want);
+            let (stale, recluster) = (status == DedupPlan::Rehash, status == DedupPlan::Recluster);
             let committed = if stale {
                 ClusterView::default()
             } else {
@@ -669,9 +762,18 @@ impl Leader {
         } else {
             None
         };
-        let mut leader = Leader { manifest, summary, dedup };
+        let settings = Settings::of(config, &model_ids(ctx.models.as_ref()));
+        let mut leader = Leader { manifest, summary, dedup, settings, plans: 0 };
         leader.note_awaiting();
         Ok(leader)
+    }
+
+    fn dedup_plan(&self) -> DedupPlan {
+        match &self.dedup {
+            Some(d) if d.stale => DedupPlan::Rehash,
+            Some(d) if d.recluster => DedupPlan::Recluster,
+            _ => DedupPlan::Current,
+        }
     }
 
     /// Whether dedup needs an epoch although no shard is planned: changed clustering
@@ -730,71 +832,41 @@ impl Leader {
         Ok(out)
     }
 
-    /// Lists the input and returns the shards to read: new ones and ones whose content changed.
-    /// A local shard whose metadata changed but whose bytes did not is only re-stamped.
+    /// Lists the input and returns the shards to read (see [`crate::plan`]); removes the
+    /// output of shards gone from the input with `--prune`.
     fn plan(&mut self, ctx: &WorkerCtx) -> Result<Vec<ShardTask>> {
         let listing = ctx.input.list_shards(&ctx.rt)?;
-        let mut todo = Vec::new();
-        let mut restamped = false;
-        for task in &listing {
-            self.summary.shards_listed += 1;
-            let Some(entry) = self.manifest.shards.get_mut(&task.uri) else {
-                self.summary.shards_new += 1;
-                todo.push(task.clone());
-                continue;
-            };
-            let mut unchanged = entry.size == task.size && entry.version == task.version;
-            if !unchanged {
-                if let Some(root) = &ctx.input.local_root {
-                    let rel = task.uri.strip_prefix(&ctx.input.display_root).unwrap_or(&task.uri);
-                    let path = root.join(rel.trim_start_matches('/'));
-                    if let Ok((hash, size)) = hash_file(&path) {
-                        if hash == entry.content_hash && size == entry.size {
-                            entry.version = task.version.clone();
-                            restamped = true;
-                            unchanged = true;
-                        }
-                    }
-                }
-            }
-            if !unchanged {
-                self.summary.shards_changed += 1;
-                todo.push(task.clone());
-                continue;
-            }
-            self.summary.shards_unchanged += 1;
-            let stale = self.dedup.as_ref().is_some_and(|d| d.stale);
-            if stale {
-                // Recorded, so a run interrupted half-way still hashes the rest next time
-                // instead of loading signatures made with the old settings.
-                self.manifest.reread.insert(task.uri.clone());
-            }
-            let reread = self.manifest.reread.contains(&task.uri);
-            let retry = self.manifest.awaiting.contains_key(&task.uri);
-            if reread || retry {
-                if reread {
-                    self.summary.shards_reread += 1;
-                } else {
-                    self.summary.shards_retried += 1;
-                }
-                todo.push(ShardTask { born: Some(entry.born()), ..task.clone() });
-            }
+        let dedup = self.dedup_plan();
+        let (plan, restamped) = plan::plan(&mut self.manifest, &listing, &self.settings, dedup, |task, hash, size| {
+            local_bytes_equal(&ctx.input, task, hash, size)
+        });
+        let s = &mut self.summary;
+        s.shards_listed += plan.listed;
+        s.shards_new += plan.new;
+        s.shards_changed += plan.changed;
+        s.shards_unchanged += plan.listed - plan.new - plan.changed;
+        s.shards_redone += plan.redo;
+        s.shards_reread += plan.reread;
+        s.shards_retried += plan.retried;
+        for (why, n) in &plan.redo_reasons {
+            *s.redo_reasons.entry(why.clone()).or_default() += n;
         }
+        if self.plans == 0 || !plan.is_empty() {
+            ctx.opts.progress.note(plan.render(ctx.opts.config.run.prune).trim_end());
+        }
+        self.plans += 1;
         let mut pending = Pending::default();
         if ctx.opts.config.run.prune {
-            let listed: std::collections::BTreeSet<&String> = listing.iter().map(|t| &t.uri).collect();
-            let gone: Vec<String> =
-                self.manifest.shards.keys().filter(|u| !listed.contains(u)).cloned().collect();
-            for uri in gone {
-                if let Some(d) = self.dedup.as_mut().filter(|d| d.in_dataflow.contains(&uri)) {
-                    if let Some(entry) = self.manifest.shards.get(&uri) {
+            for uri in &plan.gone {
+                if let Some(d) = self.dedup.as_mut().filter(|d| d.in_dataflow.contains(uri)) {
+                    if let Some(entry) = self.manifest.shards.get(uri) {
                         d.gone.extend(shard_signatures(&ctx.output, &ctx.rt, &entry.files)?);
                     }
-                    d.in_dataflow.remove(&uri);
+                    d.in_dataflow.remove(uri);
                 }
-                self.manifest.reread.remove(&uri);
-                self.manifest.awaiting.remove(&uri);
-                if let Some(entry) = self.manifest.shards.remove(&uri) {
+                self.manifest.reread.remove(uri);
+                self.manifest.awaiting.remove(uri);
+                if let Some(entry) = self.manifest.shards.remove(uri) {
                     pending.deletes.extend(entry.files.into_iter().map(|f| f.path));
                     self.summary.shards_pruned += 1;
                 }
@@ -803,6 +875,7 @@ impl Leader {
         if restamped || !pending.deletes.is_empty() {
             self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
         }
+        let todo = plan.tasks;
         ctx.opts.progress.planned_shards.fetch_add(todo.len() as u64, Ordering::Relaxed);
         let bytes: u64 = todo.iter().map(|t| t.size).sum();
         ctx.opts.progress.planned_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -835,6 +908,12 @@ impl Leader {
         }
         self.summary.rejects = self.summary.rejects_by_reason.values().sum();
         self.summary.docs_out = self.summary.operators.get("write").map_or(0, |w| w.docs_out);
+        self.summary.docs_corpus = self
+            .summary
+            .operators
+            .get("reverse_instruction")
+            .and_then(|r| r.counters.get("corpus").copied())
+            .unwrap_or(0);
         let min = self.summary.judge.as_ref().map_or(0.0, |j| j.min_discrimination);
         let checked = self.summary.operators.get("evaluate.self_check");
         self.summary.judge = Some(match checked.and_then(|s| Discrimination::from_counters(&s.counters)) {
@@ -932,6 +1011,7 @@ impl Leader {
                     .map(|f| FileEntry { path: f.path.clone(), rows: f.rows, bytes: f.bytes })
                     .collect(),
                 born: report.task.born,
+                settings: Some(self.settings.id()),
             };
             match awaiting.remove(&uri).filter(|(n, _, _)| *n > 0) {
                 Some((n, reasons, example)) => {
@@ -954,6 +1034,7 @@ impl Leader {
             tracing::error!(%shard, parts = orphans.len(), "parts without a shard report; discarded");
             pending.deletes.extend(orphans.into_iter().map(|f| f.tmp));
         }
+        self.manifest.settings.entry(self.settings.id()).or_insert_with(|| self.settings.clone());
         let rereads = self.settle_dedup(ctx, epoch, cluster_changes, batch, still_planned, &mut pending)?;
         self.manifest.epochs.push(entry);
         self.manifest.next_epoch = epoch + 1;

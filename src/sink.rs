@@ -1,4 +1,5 @@
-//! The dataset sink: documents as Parquet under `lang=xx/`, rejects under `rejects/`, dedup's
+//! The dataset sink: documents as Parquet under `lang=xx/`, the filtered corpus (documents not
+//! sampled for an instruction) under `corpus/lang=xx/`, rejects under `rejects/`, dedup's
 //! signature records under `signatures/` (one part per shard, reloaded by later runs).
 //!
 //! Documents and rejects are exchanged by shard, so one worker writes all parts of a shard.
@@ -7,7 +8,7 @@
 //! When the frontier passes an epoch its parts are closed, moved to `_xinstruct/tmp/` in the
 //! output (uploaded for remote outputs) and announced to the leader, who commits them.
 
-use crate::manifest::{LANG_PREFIX, SIGNATURES_DIR, TMP_DIR};
+use crate::manifest::{CORPUS_DIR, LANG_PREFIX, SIGNATURES_DIR, TMP_DIR};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use arrow::array::{
@@ -208,6 +209,9 @@ enum Rows {
 pub enum SideRow {
     Reject(Reject),
     Signature(SigRecord),
+    /// A document of the filtered corpus (not sampled for an instruction), under
+    /// `corpus/lang=xx/` with the dataset's schema.
+    Corpus(Doc),
 }
 
 impl SideRow {
@@ -215,6 +219,7 @@ impl SideRow {
         match self {
             SideRow::Reject(r) => &r.origin.shard,
             SideRow::Signature(s) => &s.shard,
+            SideRow::Corpus(d) => &d.source.shard,
         }
     }
 }
@@ -257,7 +262,7 @@ impl Part {
             .set_created_by(format!("xinstruct {}", env!("CARGO_PKG_VERSION")))
             .build();
         let (schema, buffer) = match rows {
-            RowRef::Doc(_) => (docs_schema(), Rows::Docs(Vec::new())),
+            RowRef::Doc(_) | RowRef::Side(SideRow::Corpus(_)) => (docs_schema(), Rows::Docs(Vec::new())),
             RowRef::Side(SideRow::Reject(_)) => (rejects_schema(), Rows::Rejects(Vec::new())),
             RowRef::Side(SideRow::Signature(_)) => (signatures_schema(), Rows::Signatures(Vec::new())),
         };
@@ -497,6 +502,7 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                         let Some(part) = slot.parts.get_mut(&key) else { return };
                         match (row, &mut part.buffer) {
                             (RowRef::Doc(d), Rows::Docs(v)) => v.push(d),
+                            (RowRef::Side(SideRow::Corpus(d)), Rows::Docs(v)) => v.push(d),
                             (RowRef::Side(SideRow::Reject(r)), Rows::Rejects(v)) => v.push(r),
                             (RowRef::Side(SideRow::Signature(r)), Rows::Signatures(v)) => v.push(r),
                             _ => unreachable!("a part holds one kind of row"),
@@ -524,11 +530,14 @@ impl<'s> WriteDataset<'s> for differential_dataflow::VecCollection<'s, Epoch, Do
                         for (row, time, diff) in data.drain(..) {
                             let shard = row.shard().to_string();
                             let dest = match &row {
-                                SideRow::Reject(_) => "rejects",
-                                SideRow::Signature(_) => SIGNATURES_DIR,
+                                SideRow::Reject(_) => "rejects".to_string(),
+                                SideRow::Signature(_) => SIGNATURES_DIR.to_string(),
+                                SideRow::Corpus(d) => {
+                                    format!("{CORPUS_DIR}/{LANG_PREFIX}{}", lang_partition(d.lang.as_deref()))
+                                }
                             };
                             if diff > 0 {
-                                add(&mut epochs, &cap, time, &shard, dest.into(), RowRef::Side(row), &mut failure);
+                                add(&mut epochs, &cap, time, &shard, dest, RowRef::Side(row), &mut failure);
                             }
                         }
                     });

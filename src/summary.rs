@@ -8,12 +8,17 @@ pub fn render(s: &RunSummary) -> String {
     let _ = writeln!(out, "\nxinstruct run: {} -> {}", s.input, s.output);
     let _ = writeln!(
         out,
-        "shards: {} listed, {} unchanged, {} new, {} changed, {} processed{}{}{}",
+        "shards: {} listed, {} unchanged, {} new, {} changed, {} processed{}{}{}{}",
         s.shards_listed,
         s.shards_unchanged,
         s.shards_new,
         s.shards_changed,
         s.shards_processed,
+        if s.shards_redone > 0 {
+            format!(" ({} redone for changed settings)", s.shards_redone)
+        } else {
+            String::new()
+        },
         if s.shards_reread > 0 {
             format!(" ({} read again for dedup: takedowns, promotions, new settings)", s.shards_reread)
         } else {
@@ -28,7 +33,7 @@ pub fn render(s: &RunSummary) -> String {
     );
     let _ = writeln!(
         out,
-        "epochs: {}   documents read: {}   written: {}   rejected: {}   files: {}   workers: {}   wall: {:.2}s",
+        "epochs: {}   documents read: {}   written: {}{}   rejected: {}   files: {}   workers: {}   wall: {:.2}s",
         if s.epochs.is_empty() {
             "none".to_string()
         } else {
@@ -36,6 +41,7 @@ pub fn render(s: &RunSummary) -> String {
         },
         s.docs_read,
         s.docs_out,
+        if s.docs_corpus > 0 { format!(" (+{} corpus)", s.docs_corpus) } else { String::new() },
         s.rejects,
         s.files_written,
         s.workers,

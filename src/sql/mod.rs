@@ -1,14 +1,15 @@
 //! SQL over a dataset with DataFusion, local or on S3.
 //!
 //! Tables: `pairs` (the dataset under `lang=xx/`, with `lang` from the Hive partition and the
-//! columns later stages add present as NULL until they run), `rejects`, `stats` (one row per
+//! columns later stages add present as NULL until they run), `corpus` (documents that passed
+//! every filter but were not sampled for an instruction, the same columns), `rejects`, `stats` (one row per
 //! run and operator, from `stats/*.json`), `shards` and `epochs` (from the manifest). The
 //! session is read-only unless `allow_write`: DDL, DML and COPY are refused.
 
 mod committed;
 pub mod udfs;
 
-use crate::manifest::{Manifest, DUP_CLUSTERS_DIR, LANG_PREFIX};
+use crate::manifest::{Manifest, CORPUS_DIR, DUP_CLUSTERS_DIR, LANG_PREFIX};
 use crate::pipeline::RunSummary;
 use crate::sink::{docs_schema, rejects_schema};
 use crate::store::Store;
@@ -76,13 +77,9 @@ impl SqlSession {
                 format!("{}/{}/", store.display_root, store.prefix)
             }
         };
-        let pairs = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![("lang".to_string(), DataType::Utf8)]);
-        let table = ListingTableConfig::new(ListingTableUrl::parse(&root)?)
-            .with_listing_options(pairs)
-            .with_schema(docs_schema());
-        ctx.register_table("pair_files", Arc::new(ListingTable::try_new(table)?))?;
+        register_by_lang(&ctx, "pair_files", &root)?;
+        // Documents that passed every filter but were not sampled for an instruction.
+        register_by_lang(&ctx, "corpus", &format!("{root}{CORPUS_DIR}/"))?;
         // Dedup's clusters of two or more documents (the representatives and the rejected
         // duplicates); `pairs` takes each kept document's cluster from it.
         register_folder(
@@ -137,6 +134,19 @@ impl SqlSession {
     }
 }
 
+/// Registers the documents under `url`'s `lang=xx/` folders as table `name`, with `lang` from
+/// the folder.
+fn register_by_lang(ctx: &SessionContext, name: &str, url: &str) -> Result<()> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("lang".to_string(), DataType::Utf8)]);
+    let table = ListingTableConfig::new(ListingTableUrl::parse(url)?)
+        .with_listing_options(options)
+        .with_schema(docs_schema());
+    ctx.register_table(name, Arc::new(ListingTable::try_new(table)?))?;
+    Ok(())
+}
+
 /// Registers the Parquet files under `url` (a folder of the dataset) as table `name`.
 fn register_folder(
     ctx: &SessionContext,
@@ -188,13 +198,8 @@ async fn load_manifest(store: &Store, data: &str) -> Result<Manifest> {
 /// are not read).
 fn warn_uncommitted(manifest: &Manifest, listed: &[String]) {
     let committed = manifest.files();
-    let data_dir = |f: &str| {
-        f.starts_with(LANG_PREFIX)
-            || f.starts_with("rejects/")
-            || f.starts_with(&format!("{DUP_CLUSTERS_DIR}/"))
-    };
     let stray: Vec<&String> =
-        listed.iter().filter(|f| data_dir(f) && f.ends_with(".parquet") && !committed.contains(*f)).collect();
+        listed.iter().filter(|f| committed::is_data_file(f) && !committed.contains(*f)).collect();
     if let Some(first) = stray.first() {
         eprintln!(
             "warning: {} data files in the dataset are not in its manifest and are not read (e.g. {first}); \
@@ -213,7 +218,12 @@ async fn validate_partitions(store: &Store) -> Result<Vec<String>> {
     let listed: Vec<object_store::ObjectMeta> = store.store.list(prefix).try_collect().await?;
     let rels: Vec<String> = listed.iter().map(|m| store.rel_of(&m.location)).collect();
     for rel in &rels {
-        let Some(first) = rel.split('/').next() else { continue };
+        // `lang=xx/…` and `corpus/lang=xx/…`.
+        let mut parts = rel.split('/');
+        let Some(mut first) = parts.next() else { continue };
+        if first == CORPUS_DIR {
+            first = parts.next().unwrap_or_default();
+        }
         if let Some(value) = first.strip_prefix(LANG_PREFIX) {
             let ok = !value.is_empty()
                 && value.len() <= 32

@@ -153,6 +153,7 @@ fn commit_all(root: &Path) {
                 file_error: None,
                 files: vec![FileEntry { path, rows: 0, bytes: 0 }],
                 born: None,
+                settings: None,
             },
         );
     }

@@ -323,6 +323,12 @@ impl CandleGenerator {
             .name("candle-engine".into())
             .spawn(move || engine.run(rx))
             .map_err(|e| GenError::Model(e.to_string()))?;
+        // What decides the outputs besides the weights: the dtype a safetensors model runs in
+        // (GGUF keeps its own) and the context, past which prompts lose their start.
+        let fingerprint = match &files.gguf {
+            Some(_) => format!("{fingerprint}:ctx{context_len}"),
+            None => format!("{fingerprint}:{}:ctx{context_len}", cfg.dtype),
+        };
         Ok(CandleGenerator {
             context: context_len,
             max_batch: max_batch_n,

@@ -20,4 +20,4 @@ pub use cross_check::{CrossCheck, CrossCheckConfig, TranslatePolicy};
 pub use evaluate::{Evaluate, EvaluateConfig};
 pub use models::StageModels;
 pub use refine::{Refine, RefineConfig, RefineMode, RefineStages};
-pub use reverse::{ReverseConfig, ReverseInstruction};
+pub use reverse::{split_sampled, ReverseConfig, ReverseInstruction};

@@ -38,7 +38,7 @@ pub struct ReverseConfig {
     /// Characters of the document put into the prompt (cut at a sentence end).
     pub max_text_chars: usize,
     /// Fraction of documents (picked by id, stable across runs) that get an instruction; the
-    /// rest are rejected as `instruct_not_sampled`. 1.0 = all.
+    /// rest are kept as the filtered corpus ([`split_sampled`]). 1.0 = all.
     pub sample_rate: f64,
 }
 
@@ -131,6 +131,29 @@ pub fn accept_instruction(
     }
 }
 
+/// Splits off the documents `rate` gives no instruction (picked by id, the same on every run):
+/// they are the filtered corpus, which the dataset keeps beside the pairs rather than as
+/// rejects, so raising the rate later makes only the new pairs. Returns (picked, corpus); the
+/// corpus is counted as `reverse_instruction`'s `corpus` counter.
+pub fn split_sampled<'s>(
+    docs: VecCollection<'s, Epoch, Doc>,
+    rate: f64,
+    stats: &StatsRegistry,
+) -> (VecCollection<'s, Epoch, Doc>, VecCollection<'s, Epoch, Doc>) {
+    use differential_dataflow::collection::AsCollection;
+    use timely::dataflow::operators::core::OkErr;
+    let stats = stats.clone();
+    let (picked, rest) = docs.inner.ok_err::<Vec<_>, _, Vec<_>, _, _>(move |(doc, time, diff)| {
+        if sampled(&doc, rate) {
+            Ok((doc, time, diff))
+        } else {
+            stats.with("reverse_instruction", |s| s.count("corpus", 1));
+            Err((doc, time, diff))
+        }
+    });
+    (picked.as_collection(), rest.as_collection())
+}
+
 pub trait ReverseInstruction<'s> {
     fn reverse_instruction(
         self,
@@ -172,12 +195,6 @@ impl<'s> ReverseInstruction<'s> for VecCollection<'s, Epoch, Doc> {
         let generator = models.generator.name();
         let (prompt_cfg, specials) = (cfg.clone(), models.specials());
         let generated = self.generate_named(name, &op, stats, move |doc: &Doc| {
-            if !sampled(doc, prompt_cfg.sample_rate) {
-                return Err((
-                    "instruct_not_sampled",
-                    format!("outside sample_rate {}", prompt_cfg.sample_rate),
-                ));
-            }
             Ok(prompt_cfg.request(&template, doc, 0, &specials))
         });
         let (bounds, op_name) = (cfg.bounds.clone(), name.to_string());

@@ -118,6 +118,26 @@ pub struct Progress {
     pub model_done: AtomicU64,
     /// The run's generators, asked whether their server is down (the bar says so).
     pub generators: Generators,
+    /// Set while a progress bar draws: [`Progress::note`] then hands it the lines to print.
+    pub bar: std::sync::atomic::AtomicBool,
+    pub notes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Progress {
+    /// A message for the user (the run's plan): printed above the progress bar when one
+    /// draws, else to stderr at once.
+    pub fn note(&self, text: &str) {
+        if self.bar.load(Ordering::SeqCst) {
+            self.notes.lock().unwrap_or_else(|e| e.into_inner()).push(text.to_string());
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    /// The notes not yet printed.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// The generators a progress bar watches for outages.
