@@ -499,10 +499,28 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let input_dir = output.join("input");
             let written = xinstruct::sample::extract(&input_dir)?;
             eprintln!("sample crawl: {} ({} shard files written)", input_dir.display(), written);
+            // The demo's settings as a config file: runs on its dataset with it continue the
+            // demo (a run with other settings redoes what they change).
+            let mut settings = Config::load(config.as_deref())?;
+            demo_defaults(&mut settings);
+            settings.reverse_instruction.sample_rate = sample_rate;
+            settings.validate().context("--sample-rate")?;
+            let config_file = output.join("xinstruct.toml");
+            std::fs::write(
+                &config_file,
+                format!(
+                    "# The settings of `xinst demo` (its defaults for the bundled 270M base model); rerun with\n\
+                     # xinst run --input {0}/input --output {0}/dataset --config {1}\n{2}",
+                    output.display(),
+                    config_file.display(),
+                    toml::to_string_pretty(&settings)?
+                ),
+            )
+            .with_context(|| format!("writing {}", config_file.display()))?;
             let common = Common {
                 output: output.join("dataset").display().to_string(),
                 force: false,
-                config,
+                config: Some(config_file.clone()),
                 workers,
                 process: 0,
                 processes: 1,
@@ -512,12 +530,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 skip,
                 stats_json,
                 no_progress,
-                sample_rate: Some(sample_rate),
+                sample_rate: None,
                 plan: false,
             };
-            let code = run_with(input_dir.display().to_string(), common, false, None, true)?;
+            let code = run(input_dir.display().to_string(), common, false, None)?;
             eprintln!(
                 "dataset: {}/dataset (lang=*/part-*.parquet, corpus/, rejects/, stats/, _xinstruct/manifest.json)",
+                output.display()
+            );
+            eprintln!(
+                "settings: {} (xinst run --input {1}/input --output {1}/dataset --config {0} continues the \
+                 demo; add --sample-rate 1 for pairs of every document, --plan to see what a run would redo)",
+                config_file.display(),
                 output.display()
             );
             eprintln!(
@@ -548,14 +572,7 @@ fn demo_defaults(config: &mut Config) {
 }
 
 fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Result<i32> {
-    run_with(input, common, watch, interval, false)
-}
-
-fn run_with(input: String, common: Common, watch: bool, interval: Option<u64>, demo: bool) -> Result<i32> {
     let mut config = Config::load(common.config.as_deref())?;
-    if demo {
-        demo_defaults(&mut config);
-    }
     if let Some(w) = common.workers {
         config.run.workers = std::num::NonZeroUsize::new(w).context("--workers must be at least 1")?;
     }

@@ -152,12 +152,22 @@ fn batches(file: &Path) -> Vec<arrow::array::RecordBatch> {
 
 /// All committed document rows under `lang=*/`, sorted (a multiset).
 pub fn read_rows(dataset: &Path) -> Vec<Row> {
+    rows_under(dataset, "")
+}
+
+/// The filtered corpus: documents not sampled for an instruction (`corpus/lang=*/`), sorted.
+pub fn read_corpus(dataset: &Path) -> Vec<Row> {
+    rows_under(dataset, "corpus/")
+}
+
+fn rows_under(dataset: &Path, folder: &str) -> Vec<Row> {
     let mut files = Vec::new();
     parquet_files(dataset, &mut files);
     let mut rows = Vec::new();
     for file in files {
         let rel = file.strip_prefix(dataset).unwrap().to_string_lossy().to_string();
-        let Some(lang) = rel.strip_prefix("lang=").and_then(|r| r.split('/').next()) else {
+        let lang = rel.strip_prefix(folder).and_then(|r| r.strip_prefix("lang=")).and_then(|r| r.split('/').next());
+        let Some(lang) = lang else {
             continue;
         };
         for batch in batches(&file) {

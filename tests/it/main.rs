@@ -13,5 +13,6 @@ mod instruct;
 mod reliability;
 mod report;
 mod s3;
+mod settings;
 mod sources;
 mod sql;
