@@ -41,7 +41,7 @@ impl Holder {
             pid: std::process::id(),
             host: std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
             command: command.to_string(),
-            since: crate::pipeline::now_rfc3339(),
+            since: crate::manifest::now_rfc3339(),
             expires,
         }
     }

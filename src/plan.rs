@@ -233,7 +233,10 @@ mod tests {
         assert_eq!(p.tasks[3].born, None);
         assert_eq!(p.gone, ["gone"]);
         let text = p.render(false);
-        assert!(text.starts_with("plan: 5 shards listed: 1 new, 0 changed, 2 with changed settings"), "{text}");
+        assert!(
+            text.starts_with("plan: 5 shards listed: 1 new, 0 changed, 2 with changed settings"),
+            "{text}"
+        );
         assert!(text.contains("redo 1 shard from quality: length.min_chars 200 -> 300"), "{text}");
     }
 

@@ -156,7 +156,9 @@ fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<S
     let changed: Vec<String> = keys
         .into_iter()
         .filter(|k| old.get(*k) != new.get(*k))
-        .map(|k| format!("{k} {} -> {}", short(old.get(k).unwrap_or(&none)), short(new.get(k).unwrap_or(&none))))
+        .map(|k| {
+            format!("{k} {} -> {}", short(old.get(k).unwrap_or(&none)), short(new.get(k).unwrap_or(&none)))
+        })
         .collect();
     const SHOWN: usize = 4;
     let mut out: Vec<String> = changed.iter().take(SHOWN).cloned().collect();

@@ -1,7 +1,111 @@
-//! The end-of-run report: a table of shards, documents per operator, rejects by reason, time.
+//! What a run did ([`RunSummary`], saved as `stats/run-*.json`) and the end-of-run report: a
+//! table of shards, documents per operator, rejects by reason, time.
 
-use crate::pipeline::RunSummary;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use xinstruct_operators::stats::OpStats;
+use xinstruct_operators::Epoch;
+
+/// What a run did; printed as a table and saved as JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub input: String,
+    pub output: String,
+    pub started_at_unix_ms: u128,
+    pub wall_secs: f64,
+    pub workers: usize,
+    pub shards_listed: u64,
+    pub shards_unchanged: u64,
+    pub shards_new: u64,
+    pub shards_changed: u64,
+    /// Unchanged shards read again for dedup (a document changed side, a takedown, new
+    /// dedup settings).
+    #[serde(default)]
+    pub shards_reread: u64,
+    /// Unchanged shards read again because their output was made with other settings.
+    #[serde(default)]
+    pub shards_redone: u64,
+    /// Why, by the first changed stage (`quality: length.min_chars 200 -> 300`).
+    #[serde(default)]
+    pub redo_reasons: BTreeMap<String, u64>,
+    /// Unchanged shards read again because some of their documents awaited the model.
+    #[serde(default)]
+    pub shards_retried: u64,
+    /// Shards read and committed (new or changed content).
+    pub shards_processed: u64,
+    pub shards_pruned: u64,
+    pub epochs: Vec<Epoch>,
+    /// Documents the readers decoded.
+    pub docs_read: u64,
+    /// Documents written to the dataset.
+    pub docs_out: u64,
+    /// Documents kept as the filtered corpus (not sampled for an instruction).
+    #[serde(default)]
+    pub docs_corpus: u64,
+    /// Records rejected by any operator.
+    pub rejects: u64,
+    pub files_written: u64,
+    /// Temporaries of an interrupted run removed at the start (`_xinstruct/tmp/` only).
+    pub stray_files_removed: u64,
+    /// `uri: error` of shards that could not be opened (retried next run).
+    pub open_errors: Vec<String>,
+    /// `uri: reason` of shards read only in part.
+    pub file_errors: Vec<String>,
+    /// Rejected records by reason, over all operators.
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    /// Documents whose model call failed for the model's reasons (server down, timeouts, …)
+    /// and that wait for the next run, over the whole dataset after this run; by reason.
+    #[serde(default)]
+    pub awaiting_model: u64,
+    #[serde(default)]
+    pub awaiting_shards: u64,
+    #[serde(default)]
+    pub awaiting_by_reason: BTreeMap<String, u64>,
+    /// One waiting document's failure, to show what went wrong.
+    #[serde(default)]
+    pub awaiting_example: Option<String>,
+    pub operators: BTreeMap<String, OpStats>,
+    /// The operator chain between read and write, in order.
+    pub chain: Vec<String>,
+    pub interrupted: bool,
+    /// The judge's self-check: how well its verdicts tell true pairs from mismatched ones.
+    #[serde(default)]
+    pub judge: Option<JudgeCheck>,
+}
+
+/// The evaluator's discrimination in a run (`[evaluate] self_check_rate`): true pairs against
+/// their mismatched twins (see `xinstruct_operators::instruct::self_check`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JudgeCheck {
+    pub pairs: u64,
+    pub wins: u64,
+    pub ties: u64,
+    /// P(true pair rated above its twin) + ½ P(tie); 0.5 = no information.
+    pub discrimination: f64,
+    /// `[evaluate] min_discrimination`: below it the run warns.
+    pub min_discrimination: f64,
+}
+
+impl JudgeCheck {
+    pub fn weak(&self) -> bool {
+        self.discrimination < self.min_discrimination
+    }
+}
+
+impl RunSummary {
+    /// The exit code: 0 clean; 4 when documents await the model (rerun when it is back);
+    /// else 3 when any shard had a file-level error or could not be opened.
+    pub fn exit_code(&self) -> i32 {
+        if self.awaiting_model > 0 {
+            4
+        } else if self.open_errors.is_empty() && self.file_errors.is_empty() {
+            0
+        } else {
+            3
+        }
+    }
+}
 
 pub fn render(s: &RunSummary) -> String {
     let mut out = String::new();

@@ -166,7 +166,8 @@ fn rows_under(dataset: &Path, folder: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     for file in files {
         let rel = file.strip_prefix(dataset).unwrap().to_string_lossy().to_string();
-        let lang = rel.strip_prefix(folder).and_then(|r| r.strip_prefix("lang=")).and_then(|r| r.split('/').next());
+        let lang =
+            rel.strip_prefix(folder).and_then(|r| r.strip_prefix("lang=")).and_then(|r| r.split('/').next());
         let Some(lang) = lang else {
             continue;
         };

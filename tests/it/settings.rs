@@ -20,7 +20,8 @@ fn snapshot(out: &Path) -> Snapshot {
 }
 
 fn plan(input: &str, output: &str, extra: &[&str]) -> String {
-    let out = xinst().args(["run", "--plan", "--input", input, "--output", output]).args(extra).output().unwrap();
+    let out =
+        xinst().args(["run", "--plan", "--input", input, "--output", output]).args(extra).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
@@ -66,7 +67,10 @@ fn a_changed_filter_setting_or_chain_redoes_the_shards_and_equals_a_fresh_run() 
     assert!(planned.contains("5 with changed settings"), "{planned}");
     assert!(planned.contains("redo 5 shards from quality: length.min_chars 200 -> 1200"), "{planned}");
     let (run, s) = run_xinst(i, o, &args, 0);
-    assert!(String::from_utf8_lossy(&run.stderr).contains("redo 5 shards from quality"), "the run says it too");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("redo 5 shards from quality"),
+        "the run says it too"
+    );
     assert_eq!((s["shards_redone"].as_u64(), s["shards_processed"].as_u64()), (Some(5), Some(5)), "{s}");
     let fresh = tmp.path().join("fresh");
     run_xinst(i, fresh.to_str().unwrap(), &args, 0);
@@ -79,7 +83,10 @@ fn a_changed_filter_setting_or_chain_redoes_the_shards_and_equals_a_fresh_run() 
     let mut skip = args.clone();
     skip[1] = "reverse_instruction,cross_check,evaluate,refine,quality";
     let planned = plan(i, o, &skip);
-    assert!(planned.contains("from pipeline: operators read,normalize,lang_id,quality,dedup -> "), "{planned}");
+    assert!(
+        planned.contains("from pipeline: operators read,normalize,lang_id,quality,dedup -> "),
+        "{planned}"
+    );
     run_xinst(i, o, &skip, 0);
     let fresh = tmp.path().join("fresh-skip");
     run_xinst(i, fresh.to_str().unwrap(), &skip, 0);
@@ -100,7 +107,8 @@ fn corpus(dir: &Path) {
         let lines: Vec<String> = codes
             .iter()
             .map(|code| {
-                serde_json::json!({"id": format!("doc-{code}"), "text": documents(code).remove(3)}).to_string()
+                serde_json::json!({"id": format!("doc-{code}"), "text": documents(code).remove(3)})
+                    .to_string()
             })
             .collect();
         std::fs::write(dir.join(format!("udhr-{shard}.jsonl")), lines.join("\n") + "\n").unwrap();
@@ -208,6 +216,9 @@ fn model_settings_redo_only_the_model_calls_whose_prompts_changed() {
     assert!(planned.contains("from reverse_instruction: model.generator candle:"), "{planned}");
     let (_, s) = run_xinst(i, o, &args, 0);
     assert!(counter(&s, "reverse_instruction", "model_calls") > 0, "{}", s["operators"]);
-    assert!(snapshot(&out).pairs.iter().all(|p| p.prompt_version.starts_with("reverse_instruction.fewshot@1")));
+    assert!(snapshot(&out)
+        .pairs
+        .iter()
+        .all(|p| p.prompt_version.starts_with("reverse_instruction.fewshot@1")));
     equals_fresh(&rate);
 }
