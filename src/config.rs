@@ -179,6 +179,14 @@ pub struct RunConfig {
     /// Remove the output of shards that are no longer in the input.
     #[serde(default)]
     pub prune: bool,
+    /// Epochs running at once: reading and filtering later epochs overlaps the model's work
+    /// on earlier ones; each still commits on its own, in order.
+    #[serde(default = "default_epochs_in_flight")]
+    pub epochs_in_flight: NonZeroUsize,
+}
+
+fn default_epochs_in_flight() -> NonZeroUsize {
+    NonZeroUsize::new(2).expect("non-zero")
 }
 
 fn default_workers() -> NonZeroUsize {
@@ -187,7 +195,13 @@ fn default_workers() -> NonZeroUsize {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { workers: default_workers(), shards_per_epoch: 0, spool_dir: None, prune: false }
+        RunConfig {
+            workers: default_workers(),
+            shards_per_epoch: 0,
+            spool_dir: None,
+            prune: false,
+            epochs_in_flight: default_epochs_in_flight(),
+        }
     }
 }
 

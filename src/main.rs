@@ -320,6 +320,9 @@ struct Common {
     /// Shards per epoch (overrides [run] shards_per_epoch).
     #[arg(long)]
     shards_per_epoch: Option<usize>,
+    /// Epochs running at once (overrides [run] epochs_in_flight; 1 = one after the other).
+    #[arg(long)]
+    epochs_in_flight: Option<usize>,
     /// Remove the output of shards that disappeared from the input.
     #[arg(long)]
     prune: bool,
@@ -526,6 +529,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 processes: 1,
                 hostfile: None,
                 shards_per_epoch: None,
+                epochs_in_flight: None,
                 prune: false,
                 skip,
                 stats_json,
@@ -578,6 +582,10 @@ fn run(input: String, common: Common, watch: bool, interval: Option<u64>) -> Res
     }
     if let Some(n) = common.shards_per_epoch {
         config.run.shards_per_epoch = n;
+    }
+    if let Some(n) = common.epochs_in_flight {
+        config.run.epochs_in_flight =
+            std::num::NonZeroUsize::new(n).context("--epochs-in-flight must be at least 1")?;
     }
     if let Some(i) = interval {
         config.watch.interval_secs = std::num::NonZeroU64::new(i).context("--interval must be at least 1")?;

@@ -129,7 +129,7 @@ impl Leader {
         epoch: Epoch,
         changes: Vec<(DocKey, Membership, isize)>,
         batch: &[ShardTask],
-        still_planned: &BTreeSet<&String>,
+        later: &BTreeSet<&String>,
         pending: &mut Pending,
     ) -> Result<Vec<ShardTask>> {
         for task in batch {
@@ -152,7 +152,7 @@ impl Leader {
         let in_batch: BTreeSet<&String> = batch.iter().map(|t| &t.uri).collect();
         let mut rereads = Vec::new();
         for uri in d.live.changed_shards(&d.committed, &keys) {
-            if in_batch.contains(&uri) || still_planned.contains(&uri) {
+            if in_batch.contains(&uri) || later.contains(&uri) {
                 continue;
             }
             let Some(entry) = self.manifest.shards.get(&uri) else { continue };

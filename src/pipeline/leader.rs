@@ -3,7 +3,7 @@
 
 use super::dedup_driver::{dedup_status, dedup_want, DedupDriver};
 use super::models::model_ids;
-use super::{JudgeCheck, LeaderEvent, RunSummary, WorkerCtx};
+use super::{Collected, Inputs, JudgeCheck, LeaderEvent, RunSummary, WorkerCtx, PARK};
 use crate::config::OperatorName;
 use crate::dedup::{shard_signatures, ClusterView};
 use crate::manifest::{self, Awaiting, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
@@ -12,8 +12,11 @@ use crate::settings::Settings;
 use crate::sink::{FileWritten, SinkEvent};
 use crate::store::{hash_file, Store};
 use anyhow::Result;
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use timely::dataflow::ProbeHandle;
 use xinstruct_operators::generate::awaits_model;
 use xinstruct_operators::instruct::self_check::Discrimination;
 use xinstruct_operators::source::ShardTask;
@@ -87,6 +90,103 @@ impl Leader {
         let mut leader = Leader { manifest, summary, dedup, settings, plans: 0 };
         leader.note_awaiting();
         Ok(leader)
+    }
+
+    /// Runs the polls of a run (one, or until Ctrl-C for `watch`): plans, feeds epochs and
+    /// commits them in order. Up to `[run] epochs_in_flight` epochs run at once, so reading
+    /// and filtering later epochs overlaps the model's work on earlier ones; each commits as
+    /// the probe passes it. A shard is never in two uncommitted epochs: the records dedup
+    /// withdraws before re-reading a shard are the committed ones.
+    pub(super) fn drive(
+        &mut self,
+        ctx: &WorkerCtx,
+        worker: &mut timely::worker::Worker,
+        inputs: &mut Inputs,
+        probe: &ProbeHandle<Epoch>,
+        collected: &Collected,
+    ) -> Result<()> {
+        let stopping = || ctx.opts.stop.load(Ordering::SeqCst);
+        let per_epoch = match ctx.opts.config.run.shards_per_epoch {
+            0 => 4 * ctx.total_workers,
+            n => n,
+        };
+        let max_in_flight = ctx.opts.config.run.epochs_in_flight.get();
+        let mut first = true;
+        loop {
+            if !first {
+                // Wait for the next poll, waking often enough to notice Ctrl-C.
+                let until = Instant::now() + Duration::from_secs(ctx.opts.config.watch.interval_secs.get());
+                while Instant::now() < until && !stopping() && !ctx.fault.is_raised() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            first = false;
+            ctx.check_fault()?;
+            if stopping() {
+                self.summary.interrupted = true;
+                return Ok(());
+            }
+            let mut queue: VecDeque<ShardTask> = self.plan(ctx)?.into();
+            let epoch = self.manifest.next_epoch;
+            self.load_prior(ctx, &queue, |r| {
+                inputs.prior.advance_to(epoch);
+                inputs.prior.insert(r);
+            })?;
+            let mut next = self.manifest.next_epoch;
+            let mut flight: VecDeque<(Epoch, Vec<ShardTask>)> = VecDeque::new();
+            loop {
+                while flight.len() < max_in_flight
+                    && !stopping()
+                    && (!queue.is_empty() || (flight.is_empty() && self.dedup_epoch_due()))
+                {
+                    let batch: Vec<ShardTask> = queue.drain(..per_epoch.min(queue.len())).collect();
+                    self.feed(ctx, inputs, next, &batch)?;
+                    flight.push_back((next, batch));
+                    next += 1;
+                }
+                let Some((epoch, batch)) = flight.pop_front() else { break };
+                while probe.less_than(&(epoch + 1)) {
+                    ctx.check_fault()?;
+                    worker.step_or_park(Some(PARK));
+                }
+                ctx.check_fault()?;
+                let events = take_events(collected, epoch);
+                // Shards still to be read, in a later epoch in flight or in the queue.
+                let later: BTreeSet<&String> =
+                    queue.iter().chain(flight.iter().flat_map(|(_, b)| b)).map(|t| &t.uri).collect();
+                let rereads = self.commit(ctx, epoch, events, &batch, &later)?;
+                queue.extend(rereads);
+            }
+            if stopping() {
+                self.summary.interrupted = true;
+            }
+            if !ctx.opts.watch || self.summary.interrupted {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Feeds one epoch: dedup's withdrawals, then the shard tasks.
+    fn feed(
+        &mut self,
+        ctx: &WorkerCtx,
+        inputs: &mut Inputs,
+        epoch: Epoch,
+        batch: &[ShardTask],
+    ) -> Result<()> {
+        inputs.shards.advance_to(epoch);
+        inputs.prior.advance_to(epoch);
+        for record in self.retractions(ctx, batch)? {
+            inputs.prior.update(record, -1);
+        }
+        for task in batch {
+            inputs.shards.insert(task.clone());
+        }
+        inputs.shards.advance_to(epoch + 1);
+        inputs.prior.advance_to(epoch + 1);
+        inputs.shards.flush();
+        inputs.prior.flush();
+        Ok(())
     }
 
     /// Lists the input and returns the shards to read (see [`crate::plan`]); removes the
@@ -202,7 +302,7 @@ impl Leader {
         epoch: Epoch,
         events: Vec<LeaderEvent>,
         batch: &[ShardTask],
-        still_planned: &BTreeSet<&String>,
+        later: &BTreeSet<&String>,
     ) -> Result<Vec<ShardTask>> {
         self.absorb_stats(&events);
         let mut files: BTreeMap<String, Vec<FileWritten>> = BTreeMap::new();
@@ -293,7 +393,7 @@ impl Leader {
             pending.deletes.extend(orphans.into_iter().map(|f| f.tmp));
         }
         self.manifest.settings.entry(self.settings.id()).or_insert_with(|| self.settings.clone());
-        let rereads = self.settle_dedup(ctx, epoch, cluster_changes, batch, still_planned, &mut pending)?;
+        let rereads = self.settle_dedup(ctx, epoch, cluster_changes, batch, later, &mut pending)?;
         self.manifest.epochs.push(entry);
         self.manifest.next_epoch = epoch + 1;
         self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
@@ -302,4 +402,13 @@ impl Leader {
         tracing::info!(epoch, rereads = rereads.len(), "epoch committed");
         Ok(rereads)
     }
+}
+
+/// The events of `epoch` and earlier (stats deltas can come at an earlier time), leaving
+/// those of later epochs in flight.
+fn take_events(collected: &Collected, epoch: Epoch) -> Vec<LeaderEvent> {
+    let mut all = collected.borrow_mut();
+    let (now, later): (Vec<_>, Vec<_>) = all.drain(..).partition(|(t, _)| *t <= epoch);
+    *all = later;
+    now.into_iter().map(|(_, e)| e).collect()
 }

@@ -25,7 +25,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use differential_dataflow::input::Input;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -218,6 +218,15 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     Ok(summary)
 }
 
+/// The leader's events with the epoch they belong to.
+type Collected = Rc<RefCell<Vec<(Epoch, LeaderEvent)>>>;
+
+/// The differential inputs the leader feeds.
+struct Inputs<'a> {
+    shards: &'a mut differential_dataflow::input::InputSession<Epoch, ShardTask, isize>,
+    prior: &'a mut differential_dataflow::input::InputSession<Epoch, SigRecord, isize>,
+}
+
 /// How long the leader's worker may sleep when no operator has work: operators with work
 /// in the background (the model's batches, the readers) wake it through their activators, so
 /// an idle worker does not spin a core away from the model.
@@ -270,7 +279,7 @@ impl WorkerCtx {
     fn run_worker(&self, worker: &mut timely::worker::Worker) -> Result<Option<RunSummary>> {
         let leader = worker.index() == 0;
         let stats = StatsRegistry::default();
-        let collected: Rc<RefCell<Vec<LeaderEvent>>> = Rc::default();
+        let collected: Collected = Rc::default();
         let probe = ProbeHandle::new();
         let opener = Rc::new(StoreOpener {
             store: self.input.clone(),
@@ -316,10 +325,16 @@ impl WorkerCtx {
             let sink = docs.write_dataset(side, &config.sink, target, &stats);
             let sink = sink.map(LeaderEvent::Sink);
             let sink_collected = collected.clone();
+            // Each event with its epoch: with several epochs in flight, a commit takes its own.
             events
                 .concat(sink)
                 .exchange(|_| 0)
-                .inspect(move |e| sink_collected.borrow_mut().push(e.clone()))
+                .inspect_core(move |event| {
+                    if let Ok((stamp, data)) = event {
+                        let time = stamp.least().copied().unwrap_or_default();
+                        sink_collected.borrow_mut().extend(data.iter().map(|e| (time, e.clone())));
+                    }
+                })
                 .probe_with(&probe);
             Ok((shards_in, prior_in))
         })?;
@@ -329,74 +344,20 @@ impl WorkerCtx {
             return Ok(None);
         }
         let mut leader = Leader::new(self)?;
-        let mut first = true;
-        loop {
-            if !first {
-                // Wait for the next poll, waking often enough to notice Ctrl-C.
-                let until = Instant::now() + Duration::from_secs(self.opts.config.watch.interval_secs.get());
-                while Instant::now() < until
-                    && !self.opts.stop.load(Ordering::SeqCst)
-                    && !self.fault.is_raised()
-                {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-            first = false;
-            self.check_fault()?;
-            if self.opts.stop.load(Ordering::SeqCst) {
-                leader.summary.interrupted = true;
-                break;
-            }
-            let mut queue: std::collections::VecDeque<ShardTask> = leader.plan(self)?.into();
-            let per_epoch = match self.opts.config.run.shards_per_epoch {
-                0 => 4 * self.total_workers,
-                n => n,
-            };
-            let epoch = leader.manifest.next_epoch;
-            leader.load_prior(self, &queue, |r| {
-                prior_in.advance_to(epoch);
-                prior_in.insert(r);
-            })?;
-            while !queue.is_empty() || leader.dedup_epoch_due() {
-                if self.opts.stop.load(Ordering::SeqCst) {
-                    leader.summary.interrupted = true;
-                    break;
-                }
-                let batch: Vec<ShardTask> = queue.drain(..per_epoch.min(queue.len())).collect();
-                let epoch = leader.manifest.next_epoch;
-                shards_in.advance_to(epoch);
-                prior_in.advance_to(epoch);
-                for record in leader.retractions(self, &batch)? {
-                    prior_in.update(record, -1);
-                }
-                for task in &batch {
-                    shards_in.insert(task.clone());
-                }
-                shards_in.advance_to(epoch + 1);
-                prior_in.advance_to(epoch + 1);
-                shards_in.flush();
-                prior_in.flush();
-                while probe.less_than(&(epoch + 1)) {
-                    self.check_fault()?;
-                    worker.step_or_park(Some(PARK));
-                }
-                self.check_fault()?;
-                let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
-                let still_planned: BTreeSet<&String> = queue.iter().map(|t| &t.uri).collect();
-                let rereads = leader.commit(self, epoch, events, &batch, &still_planned)?;
-                queue.extend(rereads);
-            }
-            if !self.opts.watch || leader.summary.interrupted {
-                break;
-            }
-        }
+        leader.drive(
+            self,
+            worker,
+            &mut Inputs { shards: &mut shards_in, prior: &mut prior_in },
+            &probe,
+            &collected,
+        )?;
         drop(shards_in);
         drop(prior_in);
         while !probe.done() {
             self.check_fault()?;
             worker.step_or_park(Some(PARK));
         }
-        let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).collect();
+        let events: Vec<LeaderEvent> = collected.borrow_mut().drain(..).map(|(_, e)| e).collect();
         leader.absorb_stats(&events);
         Ok(Some(leader.summary))
     }

@@ -6,6 +6,16 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn kill_9_mid_run_then_rerun_loses_and_duplicates_nothing() {
+    kill_9_then_rerun("1");
+}
+
+/// Three epochs in flight when the kill comes: the uncommitted ones are redone, once.
+#[test]
+fn kill_9_with_epochs_in_flight_loses_and_duplicates_nothing() {
+    kill_9_then_rerun("3");
+}
+
+fn kill_9_then_rerun(in_flight: &str) {
     let tmp = tempdir();
     let input = tmp.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
@@ -17,7 +27,8 @@ fn kill_9_mid_run_then_rerun_loses_and_duplicates_nothing() {
         (input.to_str().unwrap().to_string(), tmp.path().join("killed"), tmp.path().join("clean"));
 
     let mut child = xinst()
-        .args(["run", "--no-progress", "--shards-per-epoch", "1", RAW[0], RAW[1], "--input", &i, "--output"])
+        .args(["run", "--no-progress", "--shards-per-epoch", "1", "--epochs-in-flight", in_flight])
+        .args([RAW[0], RAW[1], "--input", &i, "--output"])
         .arg(&killed)
         .spawn()
         .unwrap();
@@ -41,8 +52,12 @@ fn kill_9_mid_run_then_rerun_loses_and_duplicates_nothing() {
     let after_kill = manifest(&killed)["shards"].as_object().unwrap().len();
     assert!(after_kill < shards as usize, "the kill came too late to test anything");
 
-    let (_, resumed) =
-        run_xinst(&i, killed.to_str().unwrap(), &["--shards-per-epoch", "4", RAW[0], RAW[1]], 0);
+    let (_, resumed) = run_xinst(
+        &i,
+        killed.to_str().unwrap(),
+        &["--shards-per-epoch", "4", "--epochs-in-flight", in_flight, RAW[0], RAW[1]],
+        0,
+    );
     assert_eq!(resumed["shards_processed"].as_u64().unwrap() as usize, shards as usize - after_kill);
     run_xinst(&i, clean.to_str().unwrap(), &RAW, 0);
 
