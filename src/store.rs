@@ -266,28 +266,35 @@ fn split_glob(path: &str) -> (String, Option<String>) {
 
 /// Opens shards for the read operator: local files are read in place, remote objects are
 /// streamed into a temporary file (hashing as they arrive) and deleted after reading.
+/// Opens shards for the read operator. Remote shards are downloaded into the spool folder on
+/// the I/O runtime; [`ShardOpener::prefetch`] starts that ahead of time, so the worker reads
+/// one shard while the next ones arrive, and `open` waits only for what is not there yet.
 pub struct StoreOpener {
     pub store: Store,
     pub rt: Arc<Runtime>,
     pub spool_dir: PathBuf,
+    /// Downloads under way or done, by shard URI (one worker's; taken by `open`).
+    prefetched: std::cell::RefCell<std::collections::HashMap<String, tokio::task::JoinHandle<Download>>>,
 }
 
-impl ShardOpener for StoreOpener {
-    fn open(&self, task: &ShardTask) -> Result<OpenedShard, String> {
-        let path = self.store.path_of_uri(&task.uri)?;
-        if let Some(root) = &self.store.local_root {
-            let local = root.join(path.as_ref());
-            let (content_hash, size) = hash_file(&local).map_err(|e| format!("{}: {e}", local.display()))?;
-            return Ok(OpenedShard { path: local, content_hash, size, keep_alive: None });
-        }
-        let mut spool = tempfile::Builder::new()
-            .prefix("xinst-shard-")
-            .tempfile_in(&self.spool_dir)
-            .map_err(|e| format!("spool file in {}: {e}", self.spool_dir.display()))?;
-        let (content_hash, size) = self
-            .rt
-            .block_on(async {
-                let got = self.store.store.get(&path).await?;
+/// A downloaded shard: the spool file, its xxh3-128 and size.
+type Download = Result<(tempfile::TempPath, String, u64), String>;
+
+impl StoreOpener {
+    pub fn new(store: Store, rt: Arc<Runtime>, spool_dir: PathBuf) -> StoreOpener {
+        StoreOpener { store, rt, spool_dir, prefetched: Default::default() }
+    }
+
+    fn download(&self, task: &ShardTask) -> tokio::task::JoinHandle<Download> {
+        let (store, spool_dir, uri) = (self.store.clone(), self.spool_dir.clone(), task.uri.clone());
+        self.rt.spawn(async move {
+            let path = store.path_of_uri(&uri)?;
+            let mut spool = tempfile::Builder::new()
+                .prefix("xinst-shard-")
+                .tempfile_in(&spool_dir)
+                .map_err(|e| format!("spool file in {}: {e}", spool_dir.display()))?;
+            let fetched = async {
+                let got = store.store.get(&path).await?;
                 let mut stream = got.into_stream();
                 let mut hasher = Xxh3::new();
                 let mut size = 0u64;
@@ -299,11 +306,33 @@ impl ShardOpener for StoreOpener {
                         .map_err(|e| object_store::Error::Generic { store: "spool", source: Box::new(e) })?;
                 }
                 Ok::<_, object_store::Error>((format!("{:032x}", hasher.digest128()), size))
-            })
-            .map_err(|e| format!("{}: {e}", task.uri))?;
-        spool.flush().map_err(|e| e.to_string())?;
-        let temp = spool.into_temp_path();
+            };
+            let (hash, size) = fetched.await.map_err(|e| format!("{uri}: {e}"))?;
+            spool.flush().map_err(|e| e.to_string())?;
+            Ok((spool.into_temp_path(), hash, size))
+        })
+    }
+}
+
+impl ShardOpener for StoreOpener {
+    fn open(&self, task: &ShardTask) -> Result<OpenedShard, String> {
+        if let Some(root) = &self.store.local_root {
+            let local = root.join(self.store.path_of_uri(&task.uri)?.as_ref());
+            let (content_hash, size) = hash_file(&local).map_err(|e| format!("{}: {e}", local.display()))?;
+            return Ok(OpenedShard { path: local, content_hash, size, keep_alive: None });
+        }
+        let started = self.prefetched.borrow_mut().remove(&task.uri);
+        let handle = started.unwrap_or_else(|| self.download(task));
+        let (temp, content_hash, size) =
+            self.rt.block_on(handle).map_err(|e| format!("{}: download failed: {e}", task.uri))??;
         Ok(OpenedShard { path: temp.to_path_buf(), content_hash, size, keep_alive: Some(Box::new(temp)) })
+    }
+
+    fn prefetch(&self, task: &ShardTask) {
+        if self.store.local_root.is_none() && !self.prefetched.borrow().contains_key(&task.uri) {
+            let handle = self.download(task);
+            self.prefetched.borrow_mut().insert(task.uri.clone(), handle);
+        }
     }
 }
 
@@ -328,6 +357,47 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An in-memory object store stands in for S3 here: the property is the opener's, and
+    /// the S3 tests run the same code against a real S3 server.
+    #[test]
+    fn a_prefetched_shard_opens_with_the_same_bytes_and_hash_and_its_download_is_taken_once() {
+        use object_store::ObjectStoreExt;
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap(),
+        );
+        let mem: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let body = b"{\"text\": \"one\"}\n".repeat(1000);
+        rt.block_on(mem.put(&ObjPath::from("in/a.jsonl"), PutPayload::from(body.clone()))).unwrap();
+        let store = Store {
+            store: mem,
+            prefix: ObjPath::from("in"),
+            local_root: None,
+            display_root: "s3://b".into(),
+            pattern: None,
+        };
+        let spool = tempfile::tempdir().unwrap();
+        let opener = StoreOpener::new(store, rt, spool.path().to_path_buf());
+        let task = ShardTask {
+            uri: "s3://b/in/a.jsonl".into(),
+            format: xinstruct_operators::source::Format::Jsonl,
+            compression: xinstruct_operators::source::Compression::None,
+            size: body.len() as u64,
+            version: String::new(),
+            born: None,
+        };
+        opener.prefetch(&task);
+        opener.prefetch(&task);
+        assert_eq!(opener.prefetched.borrow().len(), 1, "a second hint starts nothing");
+        let ahead = opener.open(&task).unwrap();
+        assert!(opener.prefetched.borrow().is_empty());
+        assert_eq!(std::fs::read(&ahead.path).unwrap(), body);
+        let direct = opener.open(&task).unwrap();
+        assert_eq!((ahead.content_hash.clone(), ahead.size), (direct.content_hash.clone(), direct.size));
+        assert_eq!(hash_file(&direct.path).unwrap(), (ahead.content_hash.clone(), ahead.size));
+        drop((ahead, direct));
+        assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0, "spool files go with the shard");
+    }
 
     #[test]
     fn splits_globs() {

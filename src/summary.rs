@@ -65,6 +65,12 @@ pub struct RunSummary {
     /// One waiting document's failure, to show what went wrong.
     #[serde(default)]
     pub awaiting_example: Option<String>,
+    /// Seconds the model had at least one request out (0 without model stages), and that
+    /// share of the wall time: how well the run kept it fed.
+    #[serde(default)]
+    pub model_busy_secs: f64,
+    #[serde(default)]
+    pub model_busy_fraction: f64,
     pub operators: BTreeMap<String, OpStats>,
     /// The operator chain between read and write, in order.
     pub chain: Vec<String>,
@@ -151,6 +157,15 @@ pub fn render(s: &RunSummary) -> String {
         s.workers,
         s.wall_secs
     );
+    if s.model_busy_secs > 0.0 {
+        let _ = writeln!(
+            out,
+            "model busy: {:.1}s of {:.1}s wall ({:.0}%: the time it had at least one request out)",
+            s.model_busy_secs,
+            s.wall_secs,
+            100.0 * s.model_busy_fraction
+        );
+    }
     if !s.operators.is_empty() {
         // Pipeline order: read first, write last, the chain between as it ran; an operator's
         // parts (`refine.1.evaluate`) after it. Parts that saw nothing are left out.

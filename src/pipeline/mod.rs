@@ -214,6 +214,8 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     }
     let mut summary = summary.unwrap_or_default();
     summary.wall_secs = started.elapsed().as_secs_f64();
+    summary.model_busy_secs = opts.progress.model_busy.busy().as_secs_f64();
+    summary.model_busy_fraction = summary.model_busy_secs / summary.wall_secs.max(1e-9);
     summary.workers = total_workers;
     Ok(summary)
 }
@@ -281,11 +283,7 @@ impl WorkerCtx {
         let stats = StatsRegistry::default();
         let collected: Collected = Rc::default();
         let probe = ProbeHandle::new();
-        let opener = Rc::new(StoreOpener {
-            store: self.input.clone(),
-            rt: self.rt.clone(),
-            spool_dir: self.spool_dir.clone(),
-        });
+        let opener = Rc::new(StoreOpener::new(self.input.clone(), self.rt.clone(), self.spool_dir.clone()));
         let target = SinkTarget {
             out: self.output.clone(),
             rt: self.rt.clone(),

@@ -142,16 +142,24 @@ fn spawn_pool(
     jobs: Arc<Mutex<mpsc::Receiver<Batch>>>,
     results: mpsc::Sender<(u64, Vec<GenOutcome>)>,
     wake: timely::scheduling::SyncActivator,
+    progress: Option<Arc<crate::source::Progress>>,
 ) {
     let wake = Arc::new(wake);
     for i in 0..n {
-        let (generator, jobs, results, wake) =
-            (generator.clone(), jobs.clone(), results.clone(), wake.clone());
+        let (generator, jobs, results, wake, progress) =
+            (generator.clone(), jobs.clone(), results.clone(), wake.clone(), progress.clone());
         let spawned = std::thread::Builder::new().name(format!("generate-{i}")).spawn(move || loop {
             let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
             let Ok((id, batch)) = job else { return };
             let n = batch.len();
+            let clock = progress.as_ref().map(|p| &p.model_busy);
+            if let Some(c) = clock {
+                c.start();
+            }
             let mut out = generator.generate(batch);
+            if let Some(c) = clock {
+                c.end();
+            }
             out.resize(n, Err(GenError::Closed));
             if results.send((id, out)).is_err() {
                 return;
@@ -191,7 +199,14 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                     let batch_size = cfg.batch_size.max(1);
                     let max_in_flight = cfg.max_in_flight.max(batch_size);
                     let threads = max_in_flight.div_ceil(batch_size);
-                    spawn_pool(threads, op.generator.clone(), Arc::new(Mutex::new(job_rx)), res_tx, wake);
+                    spawn_pool(
+                        threads,
+                        op.generator.clone(),
+                        Arc::new(Mutex::new(job_rx)),
+                        res_tx,
+                        wake,
+                        op.progress.clone(),
+                    );
                     let fingerprint = op.generator.fingerprint();
                     // Capability per epoch with work outstanding, and how much.
                     let mut caps: BTreeMap<Epoch, (Capability<Epoch>, usize)> = BTreeMap::new();

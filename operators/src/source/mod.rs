@@ -92,6 +92,10 @@ pub struct OpenedShard {
 /// Makes shards readable: the application implements it over local files and object stores.
 pub trait ShardOpener {
     fn open(&self, task: &ShardTask) -> Result<OpenedShard, String>;
+
+    /// A hint that `task` will be opened soon: an opener of remote shards starts downloading
+    /// it off the worker thread. Called again for the same task, it does nothing.
+    fn prefetch(&self, _task: &ShardTask) {}
 }
 
 /// What a format reader yields.
@@ -118,6 +122,8 @@ pub struct Progress {
     pub model_done: AtomicU64,
     /// The run's generators, asked whether their server is down (the bar says so).
     pub generators: Generators,
+    /// Time the model had at least one request out (the generator's busy time).
+    pub model_busy: BusyClock,
     /// Set while a progress bar draws: [`Progress::note`] then hands it the lines to print.
     pub bar: std::sync::atomic::AtomicBool,
     pub notes: std::sync::Mutex<Vec<String>>,
@@ -137,6 +143,44 @@ impl Progress {
     /// The notes not yet printed.
     pub fn take_notes(&self) -> Vec<String> {
         std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Busy time of a resource used by many callers at once: the time at least one of them had
+/// work out. Each [`BusyClock::start`] is matched by an [`BusyClock::end`].
+#[derive(Default, Debug)]
+pub struct BusyClock(std::sync::Mutex<BusyState>);
+
+#[derive(Default, Debug)]
+struct BusyState {
+    out: u64,
+    since: Option<std::time::Instant>,
+    busy: std::time::Duration,
+}
+
+impl BusyClock {
+    pub fn start(&self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if s.out == 0 {
+            s.since = Some(std::time::Instant::now());
+        }
+        s.out += 1;
+    }
+
+    pub fn end(&self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.out = s.out.saturating_sub(1);
+        if s.out == 0 {
+            if let Some(since) = s.since.take() {
+                s.busy += since.elapsed();
+            }
+        }
+    }
+
+    /// Busy time so far, the current stretch included.
+    pub fn busy(&self) -> std::time::Duration {
+        let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.busy + s.since.map_or(std::time::Duration::ZERO, |t| t.elapsed())
     }
 }
 
@@ -188,6 +232,26 @@ pub(crate) fn io_reason(err: &std::io::Error) -> &'static str {
         std::io::ErrorKind::UnexpectedEof => "truncated_input",
         std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => "corrupt_stream",
         _ => "io_error",
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use super::BusyClock;
+    use std::time::Duration;
+
+    #[test]
+    fn overlapping_work_counts_once_and_idle_time_not_at_all() {
+        let clock = BusyClock::default();
+        clock.start();
+        clock.start();
+        std::thread::sleep(Duration::from_millis(30));
+        clock.end();
+        std::thread::sleep(Duration::from_millis(30));
+        clock.end();
+        std::thread::sleep(Duration::from_millis(60));
+        let busy = clock.busy();
+        assert!(busy >= Duration::from_millis(60) && busy < Duration::from_millis(110), "{busy:?}");
     }
 }
 

@@ -222,6 +222,10 @@ impl<'s> ReadShards<'s> for VecCollection<'s, Epoch, ShardTask> {
                                 }
                             }
                         });
+                        // The next shards start downloading while this one is read.
+                        for (_, task) in pending.values().take(PREFETCH) {
+                            opener.prefetch(task);
+                        }
                         let started = Instant::now();
                         let mut fuel = cfg.batch_docs.get();
                         let mut counts = Counts::default();
@@ -353,6 +357,10 @@ impl Counts {
         self.open_errors += report.open_error.is_some() as u64;
     }
 }
+
+/// Shards a worker downloads ahead of the one it reads (remote inputs; each takes spool
+/// space until it is read).
+const PREFETCH: usize = 2;
 
 /// Opens a shard and its format reader. A shard that cannot be opened comes back as a finished
 /// report; a format that fails at open (corrupt footer, empty file) becomes a one-record
