@@ -213,8 +213,9 @@ pub fn render(s: &RunSummary) -> String {
         if !model_ops.is_empty() {
             let _ = writeln!(
                 out,
-                "\n{:<w$} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
+                "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
                 "model stage",
+                "busy s",
                 "calls",
                 "memo hit",
                 "memo miss",
@@ -227,8 +228,9 @@ pub fn render(s: &RunSummary) -> String {
             for (name, st) in model_ops {
                 let _ = writeln!(
                     out,
-                    "{:<w$} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
+                    "{:<w$} {:>8.1} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
                     name,
+                    c(st, "model_ms") as f64 / 1000.0,
                     c(st, "model_calls"),
                     c(st, "memo_hits"),
                     c(st, "memo_misses"),

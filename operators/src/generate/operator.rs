@@ -12,7 +12,8 @@
 //! failed with a reason (`gen_http_error`, `gen_empty_prompt`, …) — never dropped silently.
 //! The stage that uses it decides what a failure means (usually a reject) and counts
 //! `docs_in`/`docs_out`/`dropped`; this operator counts only the model's work under the name
-//! it is given: `model_calls`, `memo_hits`, `memo_misses`, `prompt_tokens`,
+//! it is given: `model_calls`, `memo_hits`, `memo_misses`, `model_ms` (time with a request
+//! out), `prompt_tokens`,
 //! `completion_tokens`, `failed` (generator errors) and `no_prompt` (the prompt builder's
 //! refusals).
 //! A retraction (negative diff) replays the result given earlier for that document, so the
@@ -21,6 +22,7 @@
 use super::memo::{key, MemoKey};
 use super::{GenError, GenOutcome, GenRequest, Generator, MemoCache};
 use crate::doc::Doc;
+use crate::source::BusyClock;
 use crate::stats::StatsRegistry;
 use crate::Epoch;
 use differential_dataflow::collection::AsCollection;
@@ -143,11 +145,18 @@ fn spawn_pool(
     results: mpsc::Sender<(u64, Vec<GenOutcome>)>,
     wake: timely::scheduling::SyncActivator,
     progress: Option<Arc<crate::source::Progress>>,
+    stage_clock: Arc<BusyClock>,
 ) {
     let wake = Arc::new(wake);
     for i in 0..n {
-        let (generator, jobs, results, wake, progress) =
-            (generator.clone(), jobs.clone(), results.clone(), wake.clone(), progress.clone());
+        let (generator, jobs, results, wake, progress, stage_clock) = (
+            generator.clone(),
+            jobs.clone(),
+            results.clone(),
+            wake.clone(),
+            progress.clone(),
+            stage_clock.clone(),
+        );
         let spawned = std::thread::Builder::new().name(format!("generate-{i}")).spawn(move || loop {
             let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
             let Ok((id, batch)) = job else { return };
@@ -156,7 +165,9 @@ fn spawn_pool(
             if let Some(c) = clock {
                 c.start();
             }
+            stage_clock.start();
             let mut out = generator.generate(batch);
+            stage_clock.end();
             if let Some(c) = clock {
                 c.end();
             }
@@ -199,6 +210,9 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                     let batch_size = cfg.batch_size.max(1);
                     let max_in_flight = cfg.max_in_flight.max(batch_size);
                     let threads = max_in_flight.div_ceil(batch_size);
+                    // This stage's time with a request out, reported as `model_ms`.
+                    let stage_clock = Arc::new(BusyClock::default());
+                    let mut reported_ms = 0u64;
                     spawn_pool(
                         threads,
                         op.generator.clone(),
@@ -206,6 +220,7 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                         res_tx,
                         wake,
                         op.progress.clone(),
+                        stage_clock.clone(),
                     );
                     let fingerprint = op.generator.fingerprint();
                     // Capability per epoch with work outstanding, and how much.
@@ -356,9 +371,15 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                             output.session(cap).give(((doc, r), time, diff));
                         }
                         caps.retain(|_, (_, outstanding)| *outstanding > 0);
+                        let busy_ms = stage_clock.busy().as_millis() as u64;
+                        let new_ms = busy_ms.saturating_sub(reported_ms);
+                        reported_ms = busy_ms;
                         stats.with(&op_name, |s| {
                             for (k, v) in &counters {
                                 s.count(k, *v);
+                            }
+                            if new_ms > 0 {
+                                s.count("model_ms", new_ms);
                             }
                             s.add_time(started.elapsed());
                         });
