@@ -311,3 +311,18 @@ pub fn pairs(dataset: &Path) -> Vec<PairRow> {
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
 }
+
+/// A counter of one operator in a run's stats (0 when absent).
+pub fn counter(stats: &serde_json::Value, op: &str, c: &str) -> u64 {
+    stats["operators"][op]["counters"][c].as_u64().unwrap_or(0)
+}
+
+/// Model calls of every stage in a run.
+pub fn calls(stats: &serde_json::Value) -> u64 {
+    stats["operators"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|o| o["counters"]["model_calls"].as_u64().unwrap_or(0))
+        .sum()
+}

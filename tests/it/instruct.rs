@@ -24,20 +24,6 @@ fn corpus(dir: &Path) {
     std::fs::write(dir.join("udhr.jsonl"), lines.join("\n") + "\n").unwrap();
 }
 
-fn counter(stats: &serde_json::Value, op: &str, c: &str) -> u64 {
-    stats["operators"][op]["counters"][c].as_u64().unwrap_or(0)
-}
-
-/// Model calls of every stage in a run.
-fn calls(stats: &serde_json::Value) -> u64 {
-    stats["operators"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|o| o["counters"]["model_calls"].as_u64().unwrap_or(0))
-        .sum()
-}
-
 const STAGE_REASONS: [&str; 15] = [
     "instruction_empty",
     "instruction_too_short",

@@ -26,20 +26,6 @@ fn plan(input: &str, output: &str, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// Model calls of every stage in a run.
-fn calls(stats: &serde_json::Value) -> u64 {
-    stats["operators"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|o| o["counters"]["model_calls"].as_u64().unwrap_or(0))
-        .sum()
-}
-
-fn counter(stats: &serde_json::Value, op: &str, c: &str) -> u64 {
-    stats["operators"][op]["counters"][c].as_u64().unwrap_or(0)
-}
-
 #[test]
 fn a_changed_filter_setting_or_chain_redoes_the_shards_and_equals_a_fresh_run() {
     let tmp = tempdir();
