@@ -79,6 +79,9 @@ pub enum OperatorName {
     CrossCheck,
     Evaluate,
     Refine,
+    /// The diversity selection per language (embed, assign to clusters, fill the quota),
+    /// committed with each epoch; at the end of the chain.
+    Diversity,
 }
 
 impl OperatorName {
@@ -92,6 +95,7 @@ impl OperatorName {
             OperatorName::CrossCheck => "cross_check",
             OperatorName::Evaluate => "evaluate",
             OperatorName::Refine => "refine",
+            OperatorName::Diversity => "diversity",
         }
     }
 
@@ -153,6 +157,7 @@ fn default_operators() -> Vec<OperatorName> {
         OperatorName::CrossCheck,
         OperatorName::Evaluate,
         OperatorName::Refine,
+        OperatorName::Diversity,
     ]
 }
 
@@ -252,6 +257,12 @@ impl Config {
         let rate = self.reverse_instruction.sample_rate;
         if !(rate > 0.0 && rate <= 1.0) {
             anyhow::bail!("[reverse_instruction] sample_rate = {rate}: must be in (0, 1]");
+        }
+        let ops = &self.pipeline.operators;
+        if ops.iter().position(|o| *o == OperatorName::Diversity).is_some_and(|i| i + 1 != ops.len()) {
+            anyhow::bail!(
+                "[pipeline] operators: diversity selects among the finished pairs, so it comes last"
+            );
         }
         let b = &self.reverse_instruction.bounds;
         if b.min_chars > b.max_chars {

@@ -41,7 +41,7 @@ pub fn shard_signatures(out: &Store, rt: &Runtime, files: &[FileEntry]) -> Resul
     Ok(records)
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str, file: &str) -> Result<&'a T> {
+pub(crate) fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str, file: &str) -> Result<&'a T> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())

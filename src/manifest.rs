@@ -27,6 +27,8 @@ pub const DUP_CLUSTERS_DIR: &str = "dup_clusters";
 pub const LANG_PREFIX: &str = "lang=";
 /// Documents that passed every filter but were not sampled for an instruction, by language.
 pub const CORPUS_DIR: &str = "corpus";
+/// The diversity selection: one snapshot per language, replaced when it changes.
+pub const DIVERSITY_DIR: &str = "diversity";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -60,6 +62,9 @@ pub struct Manifest {
     /// ones some shard names are kept.
     #[serde(default)]
     pub settings: BTreeMap<String, Settings>,
+    /// The diversity selection's snapshot of each language (`diversity/selection-…`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub diversity: BTreeMap<String, FileEntry>,
 }
 
 /// A shard's documents that wait for the model.
@@ -167,6 +172,7 @@ impl Manifest {
             .values()
             .flat_map(|s| s.files.iter().map(|f| f.path.clone()))
             .chain(self.dup_clusters.iter().map(|f| f.path.clone()))
+            .chain(self.diversity.values().map(|f| f.path.clone()))
             .collect()
     }
 

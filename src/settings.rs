@@ -70,6 +70,9 @@ impl Settings {
         for op in &config.pipeline.operators {
             let name = op.as_str();
             let s = match op {
+                // The selection is one decision per language over all shards, kept and
+                // re-clustered by its own state (manifest.diversity), not a shard's output.
+                OperatorName::Diversity => continue,
                 OperatorName::Normalize => stage(name, &config.normalize),
                 OperatorName::LangId => stage(name, &config.lang_id),
                 OperatorName::Quality => stage(name, &config.quality),

@@ -78,6 +78,9 @@ pub struct RunSummary {
     /// The judge's self-check: how well its verdicts tell true pairs from mismatched ones.
     #[serde(default)]
     pub judge: Option<JudgeCheck>,
+    /// The diversity selection per language after the run (languages it touched).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub diversity: BTreeMap<String, crate::diversify::LangFigures>,
 }
 
 /// The evaluator's discrimination in a run (`[evaluate] self_check_rate`): true pairs against
@@ -255,6 +258,9 @@ pub fn render(s: &RunSummary) -> String {
                 j.discrimination, j.min_discrimination
             );
         }
+    }
+    if !s.diversity.is_empty() {
+        let _ = write!(out, "\n{}", crate::diversify::render_figures(&s.diversity));
     }
     if !s.rejects_by_reason.is_empty() {
         let _ = writeln!(out, "\n{:<24} {:>10}", "reject reason", "records");

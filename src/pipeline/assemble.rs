@@ -6,7 +6,9 @@ use anyhow::{anyhow, Result};
 use differential_dataflow::VecCollection;
 use std::collections::HashSet;
 use std::sync::Arc;
+use timely::dataflow::StreamVec;
 use xinstruct_operators::dedup::{Dedup, DocKey, Membership, SigRecord};
+use xinstruct_operators::diversity::{EmbedPairs, Embedder, Point};
 use xinstruct_operators::instruct::{
     split_sampled, CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
 };
@@ -29,6 +31,8 @@ pub(super) struct Chain<'s> {
     pub(super) dedup: Option<DedupSide<'s>>,
     /// Documents that passed every filter but were not sampled for an instruction.
     pub(super) corpus: Option<VecCollection<'s, Epoch, Doc>>,
+    /// The finished pairs' embeddings, for the leader's diversity selection.
+    pub(super) points: Option<StreamVec<'s, Epoch, Point>>,
 }
 
 /// The operator chain between the read and write ends, as the config orders it. Each operator
@@ -42,18 +46,29 @@ pub(super) fn assemble<'s>(
     config: &Config,
     lang_id: Option<&Arc<LangIdentifier>>,
     models: Option<&StageModels>,
+    embedder: Option<&Arc<Embedder>>,
     stats: &StatsRegistry,
 ) -> Result<Chain<'s>> {
     let no_models = || anyhow!("the X-Instruction stages need a generator ([instruct])");
     let ops = &config.pipeline.operators;
     let mut side = None;
     let mut corpus = None;
+    let mut points = None;
     let mut prior = Some(prior);
     for op in ops {
         let (kept, rejected) = match (op, lang_id) {
             (OperatorName::Normalize, _) => docs.normalize(&config.normalize, stats),
             (OperatorName::LangId, Some(identifier)) => docs.lang_id(identifier, stats),
             (OperatorName::LangId, None) | (OperatorName::CrossCheck, None) => continue,
+            // Last in the chain (Config::validate): it keeps every document and only adds
+            // the pairs' embeddings for the selection; without pairs there is nothing to do.
+            (OperatorName::Diversity, _) => {
+                if let Some(embedder) = embedder {
+                    let memo = models.and_then(|m| m.memo.clone());
+                    points = Some(docs.embed_pairs(embedder, memo, stats));
+                }
+                continue;
+            }
             (OperatorName::Quality, _) => docs.quality(&config.quality, stats),
             (OperatorName::Dedup, _) => {
                 let prior = prior.take().ok_or_else(|| anyhow!("dedup is listed twice in [pipeline]"))?;
@@ -89,5 +104,5 @@ pub(super) fn assemble<'s>(
         docs = kept;
         rejects = rejects.concat(rejected);
     }
-    Ok(Chain { docs, rejects, dedup: side, corpus })
+    Ok(Chain { docs, rejects, dedup: side, corpus, points })
 }

@@ -6,6 +6,7 @@ use super::models::model_ids;
 use super::{Collected, Inputs, JudgeCheck, LeaderEvent, RunSummary, WorkerCtx, PARK};
 use crate::config::OperatorName;
 use crate::dedup::{shard_signatures, ClusterView};
+use crate::diversify::{epoch_tag, DiversitySelection};
 use crate::manifest::{self, Awaiting, EpochEntry, FileEntry, Manifest, Pending, ShardEntry};
 use crate::plan::{self, DedupPlan};
 use crate::settings::Settings;
@@ -17,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use timely::dataflow::ProbeHandle;
+use xinstruct_operators::diversity::Point;
 use xinstruct_operators::generate::awaits_model;
 use xinstruct_operators::instruct::self_check::Discrimination;
 use xinstruct_operators::source::ShardTask;
@@ -31,6 +33,8 @@ pub(super) struct Leader {
     pub(super) settings: Settings,
     /// Plans made so far (the first is always shown, later `watch` polls only with work).
     pub(super) plans: u64,
+    /// The diversity selection, as committed (with the diversity operator in the chain).
+    pub(super) diversity: Option<DiversitySelection>,
 }
 
 /// Whether a local shard still has the bytes its entry was made from.
@@ -87,7 +91,21 @@ impl Leader {
             None
         };
         let settings = Settings::of(config, &model_ids(ctx.models.as_ref()));
-        let mut leader = Leader { manifest, summary, dedup, settings, plans: 0 };
+        let diversity = match &ctx.embedder {
+            Some(embedder) => {
+                let memo = ctx.models.as_ref().and_then(|m| m.memo.clone());
+                Some(DiversitySelection::load(
+                    &ctx.output,
+                    &ctx.rt,
+                    &manifest,
+                    embedder.clone(),
+                    memo,
+                    config,
+                )?)
+            }
+            None => None,
+        };
+        let mut leader = Leader { manifest, summary, dedup, settings, plans: 0, diversity };
         leader.note_awaiting();
         Ok(leader)
     }
@@ -230,6 +248,11 @@ impl Leader {
                 }
             }
         }
+        if !pending.deletes.is_empty() {
+            // Their pairs leave the selection in the same commit.
+            let tag = format!("{}-pruned", epoch_tag(self.manifest.next_epoch));
+            self.settle_diversity(ctx, &tag, Vec::new(), &BTreeSet::new(), &mut pending)?;
+        }
         if restamped || !pending.deletes.is_empty() {
             self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
         }
@@ -308,6 +331,7 @@ impl Leader {
         let mut files: BTreeMap<String, Vec<FileWritten>> = BTreeMap::new();
         let mut reports = Vec::new();
         let mut cluster_changes = Vec::new();
+        let mut points = Vec::new();
         let mut awaiting: BTreeMap<String, (isize, BTreeMap<String, isize>, String)> = BTreeMap::new();
         for e in events {
             match e {
@@ -323,10 +347,12 @@ impl Leader {
                 LeaderEvent::Sink(SinkEvent::File(f)) => files.entry(f.shard.clone()).or_default().push(f),
                 LeaderEvent::Sink(SinkEvent::Stats(_)) => {}
                 LeaderEvent::Cluster(k, m, d) => cluster_changes.push((k, m, d)),
+                LeaderEvent::Point(p) => points.push(p),
             }
         }
         reports.sort();
         let mut pending = Pending::default();
+        let mut committed = BTreeSet::new();
         let mut entry = EpochEntry {
             epoch,
             committed_at: manifest::now_rfc3339(),
@@ -344,6 +370,7 @@ impl Leader {
             if let Some(err) = &report.file_error {
                 self.summary.file_errors.push(format!("{uri}: {err}"));
             }
+            committed.insert(uri.clone());
             let mut shard_files = files.remove(&uri).unwrap_or_default();
             shard_files.sort();
             pending.renames.extend(shard_files.iter().map(|f| (f.tmp.clone(), f.path.clone())));
@@ -394,6 +421,7 @@ impl Leader {
         }
         self.manifest.settings.entry(self.settings.id()).or_insert_with(|| self.settings.clone());
         let rereads = self.settle_dedup(ctx, epoch, cluster_changes, batch, later, &mut pending)?;
+        self.settle_diversity(ctx, &epoch_tag(epoch), points, &committed, &mut pending)?;
         self.manifest.epochs.push(entry);
         self.manifest.next_epoch = epoch + 1;
         self.manifest.commit(&ctx.output, &ctx.rt, pending)?;
@@ -401,6 +429,29 @@ impl Leader {
         self.note_awaiting();
         tracing::info!(epoch, rereads = rereads.len(), "epoch committed");
         Ok(rereads)
+    }
+}
+
+impl Leader {
+    /// Updates the diversity selection with an epoch's pairs: the members of the shards it
+    /// committed (`replaced`) or that left the manifest go, its points come in; the changed
+    /// languages' snapshots join `pending`, so the selection changes in the same commit.
+    fn settle_diversity(
+        &mut self,
+        ctx: &WorkerCtx,
+        tag: &str,
+        points: Vec<Point>,
+        replaced: &BTreeSet<String>,
+        pending: &mut Pending,
+    ) -> Result<()> {
+        let Some(d) = self.diversity.as_mut() else { return Ok(()) };
+        // Pairs of a shard that was not committed (it could not be opened) are not in the dataset.
+        let points: Vec<Point> = points.into_iter().filter(|p| replaced.contains(&p.shard)).collect();
+        let shards = &self.manifest.shards;
+        d.update(points, |m| replaced.contains(&m.shard) || !shards.contains_key(&m.shard), false)?;
+        d.stage(&ctx.output, &ctx.rt, &mut self.manifest, tag, pending)?;
+        self.summary.diversity = d.figures.clone();
+        Ok(())
     }
 }
 

@@ -36,6 +36,7 @@ use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
 use xinstruct_operators::dedup::{DocKey, Membership, SigRecord};
+use xinstruct_operators::diversity::{Embedder, Point};
 use xinstruct_operators::fault::{panic_message, Fault};
 use xinstruct_operators::generate::awaits_model;
 use xinstruct_operators::instruct::StageModels;
@@ -79,6 +80,8 @@ enum LeaderEvent {
     Cluster(DocKey, Membership, isize),
     /// A document whose model call failed for the model's reasons: not a reject, work pending.
     Awaiting(Reject, isize),
+    /// A finished pair's embedding, for the diversity selection.
+    Point(Point),
 }
 
 pub fn run(opts: RunOptions) -> Result<RunSummary> {
@@ -149,6 +152,12 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
         );
     }
     let models = load_models(&opts, &output)?;
+    let ops = &opts.config.pipeline.operators;
+    let embedder =
+        match ops.contains(&OperatorName::Diversity) && ops.contains(&OperatorName::ReverseInstruction) {
+            true => Some(crate::diversify::load_embedder(&opts.config)?),
+            false => None,
+        };
     let opts = Arc::new(opts);
     let fault = Arc::new(Fault::default());
     // Set when worker 0 of this process is done with the run (committed or given up): after a
@@ -167,6 +176,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
                 total_workers,
                 lang_id: lang_id.clone(),
                 models: models.clone(),
+                embedder: embedder.clone(),
                 takedown: takedown.clone(),
                 fault: fault.clone(),
             };
@@ -245,6 +255,8 @@ struct WorkerCtx {
     lang_id: Option<Arc<LangIdentifier>>,
     /// The generator, evaluator and memo cache, shared by the workers of this process.
     models: Option<StageModels>,
+    /// The diversity operator's embedding model, shared by the workers of this process.
+    embedder: Option<Arc<Embedder>>,
     /// Document ids dedup rejects as `taken_down`.
     takedown: Arc<HashSet<String>>,
     /// Raised by a worker or operator that cannot go on; the leader stops at once.
@@ -295,7 +307,7 @@ impl WorkerCtx {
             let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
             let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
             let read = shards.read_shards(&config.source, opener, &stats, Some(self.opts.progress.clone()));
-            let Chain { docs, rejects, dedup, corpus } = assemble(
+            let Chain { docs, rejects, dedup, corpus, points } = assemble(
                 read.docs,
                 read.rejects,
                 prior,
@@ -303,6 +315,7 @@ impl WorkerCtx {
                 config,
                 self.lang_id.as_ref(),
                 self.models.as_ref(),
+                self.embedder.as_ref(),
                 &stats,
             )?;
             // A model that did not answer is not a verdict on the document: those go to the
@@ -319,6 +332,9 @@ impl WorkerCtx {
                 side = side.concat(dedup.records.map(SideRow::Signature));
                 events =
                     events.concat(dedup.clusters.inner.map(|((k, m), _, d)| LeaderEvent::Cluster(k, m, d)));
+            }
+            if let Some(points) = points {
+                events = events.concat(points.map(LeaderEvent::Point));
             }
             let sink = docs.write_dataset(side, &config.sink, target, &stats);
             let sink = sink.map(LeaderEvent::Sink);

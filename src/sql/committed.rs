@@ -1,5 +1,5 @@
 //! An object store that shows DataFusion only the dataset's committed data files: listings of
-//! `lang=*/`, `corpus/`, `rejects/` and `dup_clusters/` leave out every Parquet file the manifest does not
+//! `lang=*/`, `corpus/`, `rejects/`, `dup_clusters/` and `diversity/` leave out every Parquet file the manifest does not
 //! commit (a stray copy, a part of a commit a crash cut short), so a query never counts a row
 //! twice. Everything else passes through to the real store.
 
@@ -45,11 +45,10 @@ impl CommittedOnly {
 /// Whether `rel` (relative to the dataset root) is a Parquet file of a table's folder, which
 /// only the manifest can make part of the dataset.
 pub fn is_data_file(rel: &str) -> bool {
-    use crate::manifest::{CORPUS_DIR, DUP_CLUSTERS_DIR, LANG_PREFIX};
+    use crate::manifest::{CORPUS_DIR, DIVERSITY_DIR, DUP_CLUSTERS_DIR, LANG_PREFIX};
     let folder = rel.starts_with(LANG_PREFIX)
         || rel.starts_with("rejects/")
-        || rel.starts_with(&format!("{CORPUS_DIR}/"))
-        || rel.starts_with(&format!("{DUP_CLUSTERS_DIR}/"));
+        || [CORPUS_DIR, DUP_CLUSTERS_DIR, DIVERSITY_DIR].iter().any(|d| rel.starts_with(&format!("{d}/")));
     folder && rel.ends_with(".parquet")
 }
 

@@ -132,11 +132,14 @@ fn dataset(root: &Path, langs: &[&str], part: &str, offset: usize, n: usize) {
 }
 
 /// Writes a manifest committing every part under `root` (one shard per part), as a run would:
-/// readers read exactly the manifest's files.
+/// readers read exactly the manifest's files. The diversity selection already committed stays.
 fn commit_all(root: &Path) {
     use xinstruct::manifest::{FileEntry, Manifest, ShardEntry};
     use xinstruct_operators::source::{Compression, Format};
     let mut m = Manifest::new();
+    if let Ok(old) = std::fs::read(root.join("_xinstruct/manifest.json")) {
+        m.diversity = serde_json::from_slice::<Manifest>(&old).unwrap().diversity;
+    }
     for path in files_under(root).into_iter().filter(|p| p.starts_with("lang=") && p.ends_with(".parquet")) {
         m.shards.insert(
             path.clone(),
@@ -239,4 +242,100 @@ fn quotas_are_met_the_same_under_1_and_2_threads_and_new_pairs_join_saved_cluste
     assert!(line.contains(" 66 ") && line.trim_end().ends_with("no"), "{again}");
     let rebuilt = diversify(&a, &["--quota", "12", "--rebuild", "--memo", m]);
     assert!(rebuilt.lines().find(|l| l.starts_with("sw_Latn")).unwrap().trim_end().ends_with("yes"));
+}
+
+/// (id, selected) of the diversity table, and the ids of the committed pairs, from `xinst sql`.
+fn selection_and_pairs(data: &Path) -> (Vec<(String, bool)>, Vec<String>) {
+    let csv = |q: &str| {
+        let out = xinst().args(["sql", "--format", "csv", "--data"]).arg(data).arg(q).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().skip(1).map(String::from).collect::<Vec<_>>()
+    };
+    let sel = csv("SELECT id, selected FROM diversity ORDER BY id")
+        .into_iter()
+        .map(|l| {
+            let (id, s) = l.split_once(',').unwrap();
+            (id.to_string(), s == "true")
+        })
+        .collect();
+    (sel, csv("SELECT id FROM pairs WHERE instruction IS NOT NULL ORDER BY id"))
+}
+
+#[test]
+fn watch_commits_the_selection_with_each_new_shard() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let docs = crate::filters::documents("swh");
+    assert!(docs.len() >= 4, "{}", docs.len());
+    let shard = |name: &str, docs: &[String], from: usize| {
+        let lines: Vec<String> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| serde_json::json!({"id": format!("sw-{:02}", from + i), "text": t}).to_string())
+            .collect();
+        // Written aside and renamed, so the watch never lists a half-written shard.
+        let tmp_path = input.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp_path, lines.join("\n") + "\n").unwrap();
+        std::fs::rename(&tmp_path, input.join(name)).unwrap();
+    };
+    let half = docs.len() / 2;
+    shard("a.jsonl", &docs[..half], 0);
+    let out = tmp.path().join("out");
+    let cfg = tmp.path().join("x.toml");
+    std::fs::write(&cfg, "[sample]\nquota = 2\n[reverse_instruction]\ntemplate = \"fewshot\"\n").unwrap();
+    let mut watch = xinst()
+        .args([
+            "watch",
+            "--no-progress",
+            "--interval",
+            "1",
+            "--skip",
+            "cross_check,evaluate,refine",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg(&input)
+        .arg("--output")
+        .arg(&out)
+        .stderr(std::fs::File::create(tmp.path().join("watch.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let committed = || -> usize {
+        std::fs::read(out.join("_xinstruct/manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|m| m["shards"].as_object().map(|s| s.len()))
+            .unwrap_or(0)
+    };
+    let wait_for = |n: usize| {
+        while committed() < n {
+            let log = std::fs::read_to_string(tmp.path().join("watch.log")).unwrap_or_default();
+            assert!(started.elapsed().as_secs() < 600, "watch did not commit {n} shards:\n{log}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    // After each commit the selection holds exactly the committed pairs, and the quota.
+    let check = || {
+        let (sel, pairs) = selection_and_pairs(&out);
+        let ids: Vec<String> = sel.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(ids, pairs, "the selection is over the committed pairs");
+        assert_eq!(sel.iter().filter(|(_, s)| *s).count(), pairs.len().min(2), "{sel:?}");
+        pairs.len()
+    };
+    wait_for(1);
+    let first = check();
+    assert!(first > 0);
+    shard("b.jsonl", &docs[half..], half);
+    wait_for(2);
+    let second = check();
+    assert!(second > first, "the new shard's pairs joined the selection: {first} -> {second}");
+    let _ = std::process::Command::new("kill").args(["-INT", &watch.id().to_string()]).status();
+    let status = watch.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // A full re-cluster of the same pairs meets the same quota.
+    diversify(&out, &["--quota", "2", "--rebuild"]);
+    let (sel, pairs) = selection_and_pairs(&out);
+    assert_eq!((sel.len(), sel.iter().filter(|(_, s)| *s).count()), (pairs.len(), 2));
 }

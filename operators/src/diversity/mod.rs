@@ -4,8 +4,12 @@
 pub mod embed;
 pub mod encoder;
 pub mod kmeans;
+pub mod live;
+pub mod operator;
 pub mod sample;
 
 pub use embed::{EmbedConfig, Embedder, Engine};
 pub use kmeans::{kmeans, KMeans, KMeansConfig};
+pub use live::{Centroids, Changes, LangSelection, Member, Point};
+pub use operator::EmbedPairs;
 pub use sample::{select, Candidate, Diversity, SampleConfig};

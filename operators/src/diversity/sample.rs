@@ -1,7 +1,8 @@
 //! `sample`: fills a per-language quota round-robin across the k-means clusters — round r
 //! takes the r-th best pair of every cluster (largest clusters first) — so the selection
-//! covers as many kinds of task as the quota allows. Within a cluster the best evaluator label
-//! wins (good, flawed, unknown, bad), then the higher score, then the lower id: deterministic.
+//! covers as many kinds of task as the quota allows. Within a cluster the best verdict wins
+//! (label: good, flawed, unknown, bad; then the higher score), then the pair nearest the
+//! centroid (the cluster's most typical instruction), then the lower id: deterministic.
 
 use super::kmeans::KMeans;
 use rand::rngs::StdRng;
@@ -26,11 +27,13 @@ impl Default for SampleConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
     pub id: String,
     pub label: String,
     pub score: Option<u8>,
+    /// Cosine similarity to its cluster's centroid.
+    pub similarity: f32,
 }
 
 fn label_rank(label: &str) -> u8 {
@@ -57,6 +60,7 @@ pub fn select(cands: &[Candidate], assignment: &[usize], k: usize, quota: usize)
             label_rank(&x.label)
                 .cmp(&label_rank(&y.label))
                 .then(y.score.unwrap_or(0).cmp(&x.score.unwrap_or(0)))
+                .then(y.similarity.total_cmp(&x.similarity))
                 .then(x.id.cmp(&y.id))
         });
     }
@@ -146,7 +150,7 @@ mod tests {
     use super::*;
 
     fn cand(id: &str, label: &str, score: Option<u8>) -> Candidate {
-        Candidate { id: id.into(), label: label.into(), score }
+        Candidate { id: id.into(), label: label.into(), score, similarity: 0.0 }
     }
 
     #[test]
