@@ -430,9 +430,7 @@ impl Leader {
         tracing::info!(epoch, rereads = rereads.len(), "epoch committed");
         Ok(rereads)
     }
-}
 
-impl Leader {
     /// Updates the diversity selection with an epoch's pairs: the members of the shards it
     /// committed (`replaced`) or that left the manifest go, its points come in; the changed
     /// languages' snapshots join `pending`, so the selection changes in the same commit.

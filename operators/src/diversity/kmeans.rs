@@ -94,29 +94,39 @@ pub fn assign(points: &[Vec<f32>], centroids: &[Vec<f32>], threads: usize) -> Ve
     })
 }
 
-/// The assignment as one matrix product (points × centroidsᵀ, candle's gemm), for large
-/// inputs: the same nearest centroids as the loop up to float rounding of the dot products.
+/// The assignment as matrix products (a block of points × centroidsᵀ, candle's gemm), for
+/// large inputs: the same nearest centroids as the loop up to float rounding of the dot
+/// products. Blocks bound the similarity matrix: at the paper's scale (300,000 points, k =
+/// 32,000) the whole matrix would be 38 GB; a block of rows is `ASSIGN_BLOCK_BYTES` at most.
 fn assign_gemm(points: &[Vec<f32>], centroids: &[Vec<f32>]) -> Option<Vec<(usize, f32)>> {
+    assign_gemm_rows(points, centroids, (ASSIGN_BLOCK_BYTES / (4 * centroids.len())).max(1))
+}
+
+fn assign_gemm_rows(points: &[Vec<f32>], centroids: &[Vec<f32>], rows: usize) -> Option<Vec<(usize, f32)>> {
     use candle_core::{Device, Tensor};
     let dim = points[0].len();
     let flat = |v: &[Vec<f32>]| v.iter().flat_map(|x| x.iter().copied()).collect::<Vec<f32>>();
-    let p = Tensor::from_vec(flat(points), (points.len(), dim), &Device::Cpu).ok()?;
     let c = Tensor::from_vec(flat(centroids), (centroids.len(), dim), &Device::Cpu).ok()?;
-    let sims = p.matmul(&c.t().ok()?).ok()?.to_vec2::<f32>().ok()?;
-    Some(
-        sims.into_iter()
-            .map(|row| {
-                let mut best = (0usize, f32::NEG_INFINITY);
-                for (i, s) in row.into_iter().enumerate() {
-                    if s > best.1 {
-                        best = (i, s);
-                    }
+    let ct = c.t().ok()?;
+    let mut out = Vec::with_capacity(points.len());
+    for block in points.chunks(rows) {
+        let p = Tensor::from_vec(flat(block), (block.len(), dim), &Device::Cpu).ok()?;
+        let sims = p.matmul(&ct).ok()?.to_vec2::<f32>().ok()?;
+        out.extend(sims.into_iter().map(|row| {
+            let mut best = (0usize, f32::NEG_INFINITY);
+            for (i, s) in row.into_iter().enumerate() {
+                if s > best.1 {
+                    best = (i, s);
                 }
-                best
-            })
-            .collect(),
-    )
+            }
+            best
+        }));
+    }
+    Some(out)
 }
+
+/// The most memory one block of the assignment's similarity matrix takes.
+const ASSIGN_BLOCK_BYTES: usize = 256 << 20;
 
 /// k-means++: the first centre uniformly, each next one with probability proportional to the
 /// squared distance (here 1 − cosine, ≥ 0) to the nearest centre chosen so far.
@@ -328,6 +338,20 @@ mod tests {
         let again = kmeans(&pts, 8, &KMeansConfig { threads: 2, ..Default::default() });
         assert_eq!(one, two);
         assert_eq!(two, again);
+    }
+
+    #[test]
+    fn the_blocked_matrix_assignment_equals_the_loop() {
+        let centres: Vec<Vec<f32>> =
+            (0..8).map(|i| (0..16).map(|j| if j == i * 2 { 1.0 } else { 0.0 }).collect()).collect();
+        let (pts, _) = blobs(&centres, 300, 0.9, 5);
+        let looped = assign(&pts, &centres, 1);
+        let blocked = assign_gemm_rows(&pts, &centres, 7).unwrap();
+        assert_eq!(looped.len(), blocked.len());
+        for (a, b) in looped.iter().zip(&blocked) {
+            assert!(a.0 == b.0 || (a.1 - b.1).abs() < 1e-6, "{a:?} vs {b:?}");
+            assert!((a.1 - b.1).abs() < 1e-5);
+        }
     }
 
     #[test]
