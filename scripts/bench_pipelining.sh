@@ -4,12 +4,12 @@
 # latency), a multi-epoch crawl, the memo off. Prints wall time, the model's busy time (at
 # least one request out) and their ratio per setting. docs/benchmarks.md has the figures.
 #
-# usage: scripts/bench_pipelining.sh [EPOCHS] [REPEAT] [SAMPLE_RATE] [DELAY]
+# usage: [SKIP=dedup,...] scripts/bench_pipelining.sh [EPOCHS] [REPEAT] [SAMPLE_RATE] [DELAY]
 #   EPOCHS shards of the sample's culturax-00000.jsonl repeated REPEAT times each (fresh ids,
 #   so each epoch samples other documents), one shard an epoch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EPOCHS=${1:-8} REPEAT=${2:-40} RATE=${3:-0.004} DELAY=${4:-0.5}
+EPOCHS=${1:-8} REPEAT=${2:-40} RATE=${3:-0.004} DELAY=${4:-0.5} SKIP=${SKIP:-dedup}
 X=${XINST:-target/release/xinst}
 work=$(mktemp -d /tmp/xinst-pipelining-XXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -54,7 +54,7 @@ printf "%-18s %10s %12s %8s %12s\n" "epochs in flight" "wall s" "model busy s" "
 for n in 1 3; do
   rm -rf "$work/out"
   "$X" run --no-progress --input "$work/in" --output "$work/out" --config "$work/x.toml" \
-    --skip dedup --shards-per-epoch 1 --epochs-in-flight "$n" --stats-json "$work/s.json" > /dev/null 2>&1 || true
+    --skip "$SKIP" --shards-per-epoch 1 --epochs-in-flight "$n" --stats-json "$work/s.json" > /dev/null 2>&1 || true
   python3 - "$work/s.json" "$n" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
