@@ -90,8 +90,10 @@ pub struct DiversitySelection {
     memo: Option<Arc<MemoCache>>,
     kmeans: KMeansConfig,
     sample: SampleConfig,
-    /// Languages changed since the last [`DiversitySelection::stage`].
+    /// Languages changed since the last [`DiversitySelection::stage`], and those of them
+    /// clustered again (only their centroids are written: at k = 32,000 they are ~100 MB).
     dirty: BTreeSet<String>,
+    recentred: BTreeSet<String>,
     pub figures: BTreeMap<String, LangFigures>,
 }
 
@@ -127,6 +129,7 @@ impl DiversitySelection {
             kmeans: config.kmeans.clone(),
             sample: config.sample.clone(),
             dirty: BTreeSet::new(),
+            recentred: BTreeSet::new(),
             figures: BTreeMap::new(),
         })
     }
@@ -165,6 +168,7 @@ impl DiversitySelection {
                 let vectors = vectors_of(&self.embedder, self.memo.as_deref(), sel, &fresh)
                     .map_err(|e| anyhow!("diversity, {lang}: {e}"))?;
                 sel.recluster(&vectors, model, k, &self.kmeans);
+                self.recentred.insert(lang.clone());
             }
             let (selected_in, selected_out) = sel.reselect(self.sample.quota);
             let f = self.figures.entry(lang.clone()).or_default();
@@ -196,6 +200,7 @@ impl DiversitySelection {
         tag: &str,
         pending: &mut Pending,
     ) -> Result<()> {
+        let recentred = std::mem::take(&mut self.recentred);
         for lang in std::mem::take(&mut self.dirty) {
             let Some(sel) = self.langs.get(&lang) else { continue };
             let part = crate::sink::lang_partition(Some(&lang));
@@ -212,13 +217,13 @@ impl DiversitySelection {
             let entry =
                 FileEntry { path: path.clone(), rows: sel.members.len() as u64, bytes: bytes.len() as u64 };
             out.put(rt, &tmp, bytes)?;
-            pending.renames.push((tmp, path));
-            if let Some(c) = &sel.centroids {
+            pending.renames.push((tmp, path.clone()));
+            if let Some(c) = sel.centroids.as_ref().filter(|_| recentred.contains(&lang)) {
                 let tmp = format!("{TMP_DIR}/{tag}/centroids-{part}.json");
                 out.put(rt, &tmp, serde_json::to_vec(c)?)?;
                 pending.renames.push((tmp, centroids_path(&lang)));
             }
-            if let Some(old) = manifest.diversity.insert(lang, entry) {
+            if let Some(old) = manifest.diversity.insert(lang, entry).filter(|old| old.path != path) {
                 pending.deletes.push(old.path);
             }
         }
