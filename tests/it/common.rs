@@ -326,3 +326,13 @@ pub fn calls(stats: &serde_json::Value) -> u64 {
         .map(|o| o["counters"]["model_calls"].as_u64().unwrap_or(0))
         .sum()
 }
+
+/// Shards the dataset's manifest commits now (0 before the first commit); for watching a
+/// running `xinst watch`.
+pub fn committed_shards(out: &Path) -> usize {
+    std::fs::read(out.join("_xinstruct/manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|m| m["shards"].as_object().map(|s| s.len()))
+        .unwrap_or(0)
+}

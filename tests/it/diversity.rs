@@ -302,13 +302,7 @@ fn watch_commits_the_selection_with_each_new_shard() {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    let committed = || -> usize {
-        std::fs::read(out.join("_xinstruct/manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|m| m["shards"].as_object().map(|s| s.len()))
-            .unwrap_or(0)
-    };
+    let committed = || committed_shards(&out);
     let wait_for = |n: usize| {
         while committed() < n {
             let log = std::fs::read_to_string(tmp.path().join("watch.log")).unwrap_or_default();

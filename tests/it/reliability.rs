@@ -357,13 +357,7 @@ fn one_writer_at_a_time_and_watch_with_retract_loses_nothing() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let committed = || -> usize {
-        std::fs::read(out.join("_xinstruct/manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|m| m["shards"].as_object().map(|s| s.len()))
-            .unwrap_or(0)
-    };
+    let committed = || committed_shards(&out);
     while committed() < 5 {
         assert!(started.elapsed() < Duration::from_secs(120), "watch did not commit the sample");
         std::thread::sleep(Duration::from_millis(200));
