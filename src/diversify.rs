@@ -425,8 +425,10 @@ pub fn diversify(config: &Config, opts: &DiversifyOptions) -> Result<Report> {
         let km = KMeans {
             centroids: sel.centroids.as_ref().map(|c| c.centroids.clone()).unwrap_or_default(),
             assignment: sel.members.values().map(|m| m.cluster).collect(),
+            similarity: sel.members.values().map(|m| m.similarity).collect(),
             mean_similarity: sel.mean_similarity(),
             iterations: 0,
+            progress: Vec::new(),
         };
         let rank: Vec<Option<u32>> = sel.members.values().map(|m| m.rank).collect();
         let reclustered = changes.get(lang).is_some_and(|c| c.reclustered.is_some());

@@ -135,10 +135,11 @@ impl LangSelection {
     /// Clusters the members again; `vectors` are theirs, in id order.
     pub fn recluster(&mut self, vectors: &[Vec<f32>], model: &str, k: usize, cfg: &KMeansConfig) {
         let km = kmeans(vectors, k, cfg);
-        let sims = assign(vectors, &km.centroids, cfg.threads);
-        for (m, (cluster, similarity)) in self.members.values_mut().zip(sims) {
-            m.cluster = cluster;
-            m.similarity = similarity;
+        for (m, (cluster, similarity)) in
+            self.members.values_mut().zip(km.assignment.iter().zip(&km.similarity))
+        {
+            m.cluster = *cluster;
+            m.similarity = *similarity;
         }
         self.centroids = Some(Centroids {
             model: model.to_string(),
