@@ -1,6 +1,8 @@
 """Peer side of benches/kmeans.rs: scikit-learn's KMeans or MiniBatchKMeans on the same vectors.
-Usage: sk_kmeans.py VECTORS.f32 DIM K ALGORITHM MAX_ITER OUT.json, ALGORITHM = kmeans | minibatch.
-KMeans: k-means++ (one init), Lloyd, tol=0 so that it runs MAX_ITER iterations like our side;
+Usage: sk_kmeans.py VECTORS.f32 DIM K ALGORITHM MAX_ITER OUT.json, ALGORITHM = kmeans | minibatch,
+optionally with "-random" (init="random" instead of scikit-learn's greedy k-means++, whose
+k x (2 + ln k) passes over the points take most of the time at k = 32,000).
+KMeans: one init, Lloyd, tol=0 so that it runs MAX_ITER iterations like our side;
 MiniBatchKMeans: its defaults (batch 1024, early stop) besides one init and MAX_ITER epochs.
 Reports wall time, iterations, peak RSS above the loaded vectors and the spherical objective (mean
 cosine of each point to its cluster's normalized mean), the figure our side reports."""
@@ -21,10 +23,11 @@ x = np.fromfile(path, dtype="<f4").reshape(-1, dim)
 base = rss_kb("VmRSS")
 with threadpool_limits(limits=2):
     from sklearn.cluster import KMeans, MiniBatchKMeans
-    if algorithm == "kmeans":
-        model = KMeans(n_clusters=k, n_init=1, random_state=0, max_iter=max_iter, tol=0.0, algorithm="lloyd")
+    init = "random" if algorithm.endswith("-random") else "k-means++"
+    if algorithm.startswith("kmeans"):
+        model = KMeans(n_clusters=k, init=init, n_init=1, random_state=0, max_iter=max_iter, tol=0.0, algorithm="lloyd")
     else:
-        model = MiniBatchKMeans(n_clusters=k, n_init=1, random_state=0, max_iter=max_iter)
+        model = MiniBatchKMeans(n_clusters=k, init=init, n_init=1, random_state=0, max_iter=max_iter)
     t = time.perf_counter()
     model.fit(x)
     secs = time.perf_counter() - t

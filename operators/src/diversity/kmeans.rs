@@ -25,8 +25,15 @@ pub struct KMeansConfig {
     pub max_iterations: usize,
     /// Stop when no centroid moves by more than this (1 − cosine).
     pub tolerance: f64,
-    /// Stop when fewer than this share of the points changed cluster in an iteration.
+    /// Stop when fewer than this share of the points changed cluster in an iteration. At k =
+    /// n / 3 the centroids keep creeping long after the clustering has settled (20,000
+    /// points, k = 6,400: 133, 30, 10, 3, 2 points moved in iterations 1-5, the mean
+    /// similarity 0.8770 → 0.8776); 0.1% stops there instead of at `max_iterations`.
     pub min_reassigned: f64,
+    /// Stop when the points' mean similarity to their centroids rose by less than this in an
+    /// iteration (300,000 points, k = 32,000: +0.0007, +0.0002, +0.0001 in iterations 2-4,
+    /// then less; the assignments still trickle, 824 points in iteration 4).
+    pub min_gain: f64,
     pub seed: u64,
     /// Threads for the matrix products.
     pub threads: usize,
@@ -34,7 +41,15 @@ pub struct KMeansConfig {
 
 impl Default for KMeansConfig {
     fn default() -> Self {
-        KMeansConfig { k: 0, max_iterations: 100, tolerance: 1e-6, min_reassigned: 0.0, seed: 42, threads: 2 }
+        KMeansConfig {
+            k: 0,
+            max_iterations: 100,
+            tolerance: 1e-6,
+            min_reassigned: 0.001,
+            min_gain: 1e-4,
+            seed: 42,
+            threads: 2,
+        }
     }
 }
 
@@ -291,6 +306,8 @@ fn lloyd_flat(points: &[f32], dim: usize, mut centroids: Vec<f32>, cfg: &KMeansC
     let (n, k) = (points.len() / dim, centroids.len() / dim);
     let row = |i: usize| &points[i * dim..(i + 1) * dim];
     let mut assigned = nearest(points, &centroids, dim, cfg.threads);
+    let mean_of = |a: &[(usize, f32)]| a.iter().map(|(_, s)| *s as f64).sum::<f64>() / n.max(1) as f64;
+    let mut mean = mean_of(&assigned);
     let mut iterations = 0;
     let mut progress = Vec::new();
     while iterations < cfg.max_iterations && n > 0 && k > 0 {
@@ -335,14 +352,18 @@ fn lloyd_flat(points: &[f32], dim: usize, mut centroids: Vec<f32>, cfg: &KMeansC
         let again = nearest(points, &centroids, dim, cfg.threads);
         let changed = again.iter().zip(&assigned).filter(|(a, b)| a.0 != b.0).count();
         assigned = again;
-        let mean = assigned.iter().map(|(_, s)| *s as f64).sum::<f64>() / n as f64;
+        let before = std::mem::replace(&mut mean, mean_of(&assigned));
         progress.push((mean, changed));
         tracing::debug!(iteration = iterations, mean_similarity = mean, changed, moved, "k-means");
-        if moved <= cfg.tolerance || (changed as f64) < cfg.min_reassigned * n as f64 {
+        // An iteration that re-seeded empty clusters is not a Lloyd step (it can lower the
+        // mean similarity); the settling rules wait for the next one.
+        let settled = empty.is_empty()
+            && ((changed as f64) < cfg.min_reassigned * n as f64 || mean - before < cfg.min_gain);
+        if moved <= cfg.tolerance || settled {
             break;
         }
     }
-    let mean_similarity = assigned.iter().map(|(_, s)| *s as f64).sum::<f64>() / n.max(1) as f64;
+    let mean_similarity = mean;
     KMeans {
         centroids: centroids.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
         assignment: assigned.iter().map(|(c, _)| *c).collect(),
