@@ -244,14 +244,13 @@ fn init(points: &[f32], dim: usize, k: usize, threads: usize, rng: &mut StdRng) 
         round.clear();
         if total <= 0.0 {
             // Fewer distinct points than k: take points not equal to any centre, if any.
-            let taken: std::collections::HashSet<Vec<u32>> =
+            let mut seen: std::collections::HashSet<Vec<u32>> =
                 centres.iter().map(|&c| row(c).iter().map(|x| x.to_bits()).collect()).collect();
-            let mut seen = taken;
-            for i in 0..n {
+            for (i, taken) in chosen.iter().enumerate() {
                 if round.len() == want {
                     break;
                 }
-                if !chosen[i] && seen.insert(row(i).iter().map(|x| x.to_bits()).collect()) {
+                if !taken && seen.insert(row(i).iter().map(|x| x.to_bits()).collect()) {
                     round.push(i);
                 }
             }
@@ -556,6 +555,19 @@ mod tests {
         let distinct: std::collections::BTreeSet<usize> = km.assignment.iter().copied().collect();
         assert_eq!(distinct.len(), 4, "{:?}", km.assignment);
         assert!(km.mean_similarity > 0.99);
+    }
+
+    /// Fewer distinct points than k: one centre per distinct point, no repeats.
+    #[test]
+    fn fewer_distinct_points_than_k() {
+        let a = vec![1.0, 0.0];
+        let b = vec![0.0, 1.0];
+        let pts = vec![a.clone(), a.clone(), b.clone(), a, b];
+        let km = kmeans(&pts, 4, &KMeansConfig::default());
+        assert_eq!(km.centroids.len(), 2);
+        assert_eq!(km.assignment[0], km.assignment[1]);
+        assert_ne!(km.assignment[0], km.assignment[2]);
+        assert!(km.mean_similarity > 0.999);
     }
 
     #[test]
