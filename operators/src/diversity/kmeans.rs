@@ -103,7 +103,7 @@ fn flatten(v: &[Vec<f32>]) -> Vec<f32> {
 /// 32,000) are each thread's only scratch.
 const BLOCK_ROWS: usize = 256;
 
-/// `f(i, sims)` for every point `i` of `points` (row-major, `dim` columns), where `sims` are its
+/// `f(sims)` for every point of `points` (row-major, `dim` columns), where `sims` are its
 /// cosine similarities to each of `centres` (row-major, `dim` columns), on up to `threads`
 /// threads; the results in point order.
 fn per_point<R: Send + Default + Clone>(
@@ -111,7 +111,7 @@ fn per_point<R: Send + Default + Clone>(
     centres: &[f32],
     dim: usize,
     threads: usize,
-    f: impl Fn(usize, &[f32]) -> R + Sync,
+    f: impl Fn(&[f32]) -> R + Sync,
 ) -> Vec<R> {
     let (n, k) = (points.len() / dim, centres.len() / dim);
     let mut out = vec![R::default(); n];
@@ -128,7 +128,7 @@ fn per_point<R: Send + Default + Clone>(
             let rows = chunk.len();
             product(&points[row0 * dim..(row0 + rows) * dim], centres, rows, k, dim, &mut sims[..rows * k]);
             for (r, o) in chunk.iter_mut().enumerate() {
-                *o = f(row0 + r, &sims[r * k..(r + 1) * k]);
+                *o = f(&sims[r * k..(r + 1) * k]);
             }
         }
     };
@@ -202,7 +202,7 @@ pub fn assign(points: &[Vec<f32>], centroids: &[Vec<f32>], threads: usize) -> Ve
 }
 
 fn nearest(points: &[f32], centres: &[f32], dim: usize, threads: usize) -> Vec<(usize, f32)> {
-    per_point(points, centres, dim, threads, |_, sims| argmax(sims))
+    per_point(points, centres, dim, threads, argmax)
 }
 
 /// The largest k-means++ round: rounds of k/128 centres, at most this many.
@@ -226,7 +226,7 @@ fn init(points: &[f32], dim: usize, k: usize, threads: usize, rng: &mut StdRng) 
         }
         centres.extend(&round);
         let flat: Vec<f32> = round.iter().flat_map(|&i| row(i).iter().copied()).collect();
-        let nearest = per_point(points, &flat, dim, threads, |_, sims| {
+        let nearest = per_point(points, &flat, dim, threads, |sims| {
             sims.iter().map(|&s| (1.0 - s as f64).max(0.0).powi(2)).fold(f64::INFINITY, f64::min)
         });
         d.iter_mut().zip(nearest).for_each(|(di, x)| *di = di.min(x));
