@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use xinstruct_operators::dedup::minhash::MinHashConfig;
-use xinstruct_operators::dedup::{Dedup, DedupConfig, SigRecord};
+use xinstruct_operators::dedup::{Dedup, DedupConfig, Prior, PriorLoad, SigRecord};
 use xinstruct_operators::{Doc, Epoch, Origin, StatsRegistry};
 
 const BOILERPLATE: &str = "Share this page. Cookie policy. All rights reserved. Subscribe to our newsletter.";
@@ -130,6 +130,7 @@ fn run_ours(texts: &[String], base: usize, workers: usize) -> Timing {
             let (mut docs_in, mut prior_in, probe) = worker.dataflow::<Epoch, _, _>(|scope| {
                 let (docs_in, docs) = scope.new_collection::<Doc, isize>();
                 let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
+                let prior = Prior { records: prior, load: PriorLoad::Lazy };
                 let out = docs.dedup(prior, &cfg, Arc::new(HashSet::new()), &stats);
                 out.clusters.inspect(move |((key, m), _, diff)| {
                     sink.lock().unwrap().push((key.id.clone(), m.representative(key), *diff));
@@ -198,8 +199,9 @@ fn peak_rss_mb() -> f64 {
 
 /// A restarted process: the stored records of `texts[..base]` (computed beforehand, as the
 /// driver reloads them from `signatures/`) go to the `prior` input together with the documents
-/// of `texts[base..]`; returns the seconds until that epoch is decided.
-fn run_restart(texts: &[String], base: usize) -> f64 {
+/// of `texts[base..]`; returns the seconds until that epoch is decided and how many stored
+/// records entered the arrangements.
+fn run_restart(texts: &[String], base: usize, load: PriorLoad) -> (f64, usize) {
     let cfg = bench_config();
     let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&cfg.minhash);
     let stored: Arc<Vec<SigRecord>> = Arc::new(
@@ -212,14 +214,17 @@ fn run_restart(texts: &[String], base: usize) -> f64 {
     );
     let new: Arc<Vec<String>> = Arc::new(texts[base..].to_vec());
     let secs: Arc<Mutex<f64>> = Arc::default();
+    let loaded: Arc<Mutex<usize>> = Arc::default();
     {
-        let secs = secs.clone();
+        let (secs, loaded) = (secs.clone(), loaded.clone());
         timely::execute(timely::Config::thread(), move |worker| {
             let stats = StatsRegistry::default();
+            let loaded = loaded.clone();
             let (mut docs_in, mut prior_in, probe) = worker.dataflow::<Epoch, _, _>(|scope| {
                 let (docs_in, docs) = scope.new_collection::<Doc, isize>();
                 let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
-                let out = docs.dedup(prior, &cfg, Arc::new(HashSet::new()), &stats);
+                let out = docs.dedup(Prior { records: prior, load }, &cfg, Arc::new(HashSet::new()), &stats);
+                out.loaded.inspect(move |_| *loaded.lock().unwrap() += 1);
                 (docs_in, prior_in, out.kept.probe().0)
             });
             let started = Instant::now();
@@ -228,6 +233,7 @@ fn run_restart(texts: &[String], base: usize) -> f64 {
             for r in stored.iter() {
                 prior_in.insert(r.clone());
             }
+            let inserted = started.elapsed().as_secs_f64();
             for (k, t) in new.iter().enumerate() {
                 docs_in.insert(doc(base + k, t));
             }
@@ -239,11 +245,15 @@ fn run_restart(texts: &[String], base: usize) -> f64 {
                 worker.step();
             }
             *secs.lock().unwrap() = started.elapsed().as_secs_f64();
+            if std::env::var("XINST_BENCH_DEDUP_ONLY").is_ok() {
+                eprintln!("  {load:?}: stored records into the input {inserted:.3} s, in all {:.3} s", started.elapsed().as_secs_f64());
+            }
         })
         .expect("timely");
     }
     let s = *secs.lock().unwrap();
-    s
+    let n = *loaded.lock().unwrap();
+    (s, n)
 }
 
 fn peer_python() -> PathBuf {
@@ -287,6 +297,37 @@ fn main() {
 
     // The 1% shard arrives after the rest.
     let base = n - n / 100;
+    if std::env::var("XINST_BENCH_DEDUP_ONLY").as_deref() == Ok("restart") {
+        // For profiling the restart path: one build to warm the allocator, then the restart.
+        let full = run_ours(&texts, n, 1).full_secs;
+        let warm = run_ours(&texts, n, 1).full_secs;
+        {
+            let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&bench_config().minhash);
+            let stored: Vec<SigRecord> = (0..base)
+                .map(|i| {
+                    let key = xinstruct_operators::dedup::DocKey { epoch: 1, id: id(i) };
+                    xinstruct_operators::dedup::sig_record(&hasher, true, key, &doc(i, &texts[i]))
+                })
+                .collect();
+            let started = Instant::now();
+            let index = xinstruct_operators::dedup::prior::PriorIndex::new(stored, &bench_config().params());
+            println!(
+                "index alone: {:.3} s, {} units, the largest of {} records",
+                started.elapsed().as_secs_f64(),
+                index.units(),
+                index.largest_unit()
+            );
+        }
+        println!("warm full build {warm:.2} s");
+        let (restart, loaded) = run_restart(&texts, base, PriorLoad::Lazy);
+        let (eager, _) = run_restart(&texts, base, PriorLoad::Eager);
+        println!(
+            "full build {full:.2} s; restart {restart:.2} s = {:.1}% of it, {:.1}% of the warm one, {loaded} stored records loaded (loading every record: {eager:.2} s)",
+            100.0 * restart / full,
+            100.0 * restart / warm
+        );
+        return;
+    }
     let one = run_ours(&texts, n, 1);
     let ours_rss = peak_rss_mb();
     let ours_dps = n as f64 / one.full_secs;
@@ -321,12 +362,16 @@ fn main() {
         100.0 * inc.add_secs / one.full_secs
     );
     assert_eq!(inc.dups, one.dups, "incremental = batch");
-    let restart = run_restart(&texts, base);
+    let (restart, loaded) = run_restart(&texts, base, PriorLoad::Lazy);
+    let (eager, _) = run_restart(&texts, base, PriorLoad::Eager);
     println!(
-        "after a restart (a new `xinst run`): {} stored records reloaded + the 1% shard in {:.2} s = {:.1}% of the full build",
+        "after a restart (a new `xinst run`, 1 worker): {} stored records indexed, {} of them loaded, + the 1% shard in {:.2} s = {:.1}% of the full build; loading every stored record into the arrangements instead: {:.2} s = {:.1}%",
         base,
+        loaded,
         restart,
-        100.0 * restart / one.full_secs
+        100.0 * restart / one.full_secs,
+        eager,
+        100.0 * eager / one.full_secs
     );
     let truth_hits = one.dups.intersection(&planted).count();
     println!(

@@ -7,7 +7,7 @@ use differential_dataflow::VecCollection;
 use std::collections::HashSet;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
-use xinstruct_operators::dedup::{Dedup, DocKey, Membership, SigRecord};
+use xinstruct_operators::dedup::{Dedup, DocKey, Membership, Prior, SigRecord};
 use xinstruct_operators::diversity::{EmbedPairs, Embedder, Point};
 use xinstruct_operators::instruct::{
     split_sampled, CrossCheck, Evaluate, Refine, RefineStages, ReverseInstruction, StageModels,
@@ -22,6 +22,7 @@ use xinstruct_operators::{Doc, Epoch, Reject};
 pub(super) struct DedupSide<'s> {
     pub(super) records: VecCollection<'s, Epoch, SigRecord>,
     pub(super) clusters: VecCollection<'s, Epoch, (DocKey, Membership)>,
+    pub(super) loaded: VecCollection<'s, Epoch, DocKey>,
 }
 
 /// The chain's outputs.
@@ -41,7 +42,7 @@ pub(super) struct Chain<'s> {
 pub(super) fn assemble<'s>(
     mut docs: VecCollection<'s, Epoch, Doc>,
     mut rejects: VecCollection<'s, Epoch, Reject>,
-    prior: VecCollection<'s, Epoch, SigRecord>,
+    prior: Prior<'s>,
     takedown: &Arc<HashSet<String>>,
     config: &Config,
     lang_id: Option<&Arc<LangIdentifier>>,
@@ -73,7 +74,7 @@ pub(super) fn assemble<'s>(
             (OperatorName::Dedup, _) => {
                 let prior = prior.take().ok_or_else(|| anyhow!("dedup is listed twice in [pipeline]"))?;
                 let out = docs.dedup(prior, &config.dedup, takedown.clone(), stats);
-                side = Some(DedupSide { records: out.records, clusters: out.clusters });
+                side = Some(DedupSide { records: out.records, clusters: out.clusters, loaded: out.loaded });
                 (out.kept, out.rejected)
             }
             (OperatorName::ReverseInstruction, _) => {

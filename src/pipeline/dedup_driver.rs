@@ -23,7 +23,8 @@ pub(super) struct DedupDriver {
     pub(super) stale: bool,
     /// The clustering parameters changed: one epoch re-clusters even with nothing to read.
     pub(super) recluster: bool,
-    /// What the dataset reflects (the committed snapshot) and what the dataflow says now.
+    /// What the dataset reflects (the committed snapshot) and what it should reflect now: the
+    /// stored memberships, each replaced by the dataflow's once dedup loads its record.
     pub(super) committed: ClusterView,
     pub(super) live: ClusterView,
     /// Shards whose records are in the dataflow (loaded, or read in this run).
@@ -70,12 +71,13 @@ impl Leader {
         self.dedup.as_ref().is_some_and(|d| d.recluster || !d.gone.is_empty())
     }
 
-    /// Feeds the records of every committed shard that this run does not read to dedup's
-    /// `prior` input (once per run).
+    /// Feeds the records of every committed shard to dedup's `prior` input (once per run).
+    /// Those of shards this run reads again are retracted when their batch is fed, like any
+    /// replaced shard's: until then they stand, and their retraction lets dedup load what
+    /// they are linked to.
     pub(super) fn load_prior(
         &mut self,
         ctx: &WorkerCtx,
-        planned: &std::collections::VecDeque<ShardTask>,
         mut insert: impl FnMut(SigRecord),
     ) -> Result<()> {
         let Some(d) = self.dedup.as_mut() else { return Ok(()) };
@@ -87,13 +89,9 @@ impl Leader {
             // Every committed shard is in this first plan, hashed again.
             return Ok(());
         }
-        let planned: BTreeSet<&String> = planned.iter().map(|t| &t.uri).collect();
         let started = Instant::now();
         let mut n = 0usize;
         for (uri, entry) in &self.manifest.shards {
-            if planned.contains(uri) {
-                continue;
-            }
             for record in shard_signatures(&ctx.output, &ctx.rt, &entry.files)? {
                 insert(record);
                 n += 1;
@@ -127,6 +125,7 @@ impl Leader {
         &mut self,
         ctx: &WorkerCtx,
         epoch: Epoch,
+        loaded: Vec<DocKey>,
         changes: Vec<(DocKey, Membership, isize)>,
         batch: &[ShardTask],
         later: &BTreeSet<&String>,
@@ -143,7 +142,13 @@ impl Leader {
             }
             return Ok(Vec::new());
         };
-        let touched = d.live.apply(changes);
+        // A loaded record's stored membership gives way to the dataflow's (which may be none:
+        // a cluster of one).
+        for key in &loaded {
+            d.live.members.remove(key);
+        }
+        let mut touched = d.live.apply(changes);
+        touched.extend(loaded);
         let keys: BTreeSet<DocKey> = if std::mem::take(&mut d.full_compare) {
             d.live.members.keys().chain(d.committed.members.keys()).cloned().collect()
         } else {

@@ -80,8 +80,9 @@ impl Leader {
                 want,
                 stale,
                 recluster,
+                // The stored memberships stand until dedup loads their records.
+                live: committed.clone(),
                 committed,
-                live: ClusterView::default(),
                 in_dataflow: HashSet::new(),
                 loaded: false,
                 gone: Vec::new(),
@@ -146,7 +147,7 @@ impl Leader {
             }
             let mut queue: VecDeque<ShardTask> = self.plan(ctx)?.into();
             let epoch = self.manifest.next_epoch;
-            self.load_prior(ctx, &queue, |r| {
+            self.load_prior(ctx, |r| {
                 inputs.prior.advance_to(epoch);
                 inputs.prior.insert(r);
             })?;
@@ -331,6 +332,7 @@ impl Leader {
         let mut files: BTreeMap<String, Vec<FileWritten>> = BTreeMap::new();
         let mut reports = Vec::new();
         let mut cluster_changes = Vec::new();
+        let mut dedup_loaded = Vec::new();
         let mut points = Vec::new();
         let mut awaiting: BTreeMap<String, (isize, BTreeMap<String, isize>, String)> = BTreeMap::new();
         for e in events {
@@ -347,6 +349,7 @@ impl Leader {
                 LeaderEvent::Sink(SinkEvent::File(f)) => files.entry(f.shard.clone()).or_default().push(f),
                 LeaderEvent::Sink(SinkEvent::Stats(_)) => {}
                 LeaderEvent::Cluster(k, m, d) => cluster_changes.push((k, m, d)),
+                LeaderEvent::DedupLoaded(k) => dedup_loaded.push(k),
                 LeaderEvent::Point(p) => points.push(p),
             }
         }
@@ -420,7 +423,7 @@ impl Leader {
             pending.deletes.extend(orphans.into_iter().map(|f| f.tmp));
         }
         self.manifest.settings.entry(self.settings.id()).or_insert_with(|| self.settings.clone());
-        let rereads = self.settle_dedup(ctx, epoch, cluster_changes, batch, later, &mut pending)?;
+        let rereads = self.settle_dedup(ctx, epoch, dedup_loaded, cluster_changes, batch, later, &mut pending)?;
         self.settle_diversity(ctx, &epoch_tag(epoch), points, &committed, &mut pending)?;
         self.manifest.epochs.push(entry);
         self.manifest.next_epoch = epoch + 1;

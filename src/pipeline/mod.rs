@@ -35,7 +35,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Exchange, Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use tokio::runtime::Runtime;
-use xinstruct_operators::dedup::{DocKey, Membership, SigRecord};
+use xinstruct_operators::dedup::{DocKey, Membership, Prior, PriorLoad, SigRecord};
 use xinstruct_operators::diversity::{Embedder, Point};
 use xinstruct_operators::fault::{panic_message, Fault};
 use xinstruct_operators::generate::awaits_model;
@@ -78,6 +78,8 @@ enum LeaderEvent {
     Sink(SinkEvent),
     /// A change to the membership of a document in a cluster of two or more.
     Cluster(DocKey, Membership, isize),
+    /// A stored dedup record entered the dataflow: its stored membership no longer stands.
+    DedupLoaded(DocKey),
     /// A document whose model call failed for the model's reasons: not a reject, work pending.
     Awaiting(Reject, isize),
     /// A finished pair's embedding, for the diversity selection.
@@ -303,6 +305,12 @@ impl WorkerCtx {
             fault: self.fault.clone(),
         };
         let config = &self.opts.config;
+        // The leader first: how dedup loads the stored records depends on the manifest.
+        let mut leader = if leader { Some(Leader::new(self)?) } else { None };
+        let prior_load = match leader.as_ref().map(|l| l.dedup_plan()) {
+            Some(DedupPlan::Recluster) => PriorLoad::Eager,
+            _ => PriorLoad::Lazy,
+        };
         let (mut shards_in, mut prior_in) = worker.dataflow::<Epoch, _, _>(|scope| -> Result<_> {
             let (shards_in, shards) = scope.new_collection::<ShardTask, isize>();
             let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
@@ -310,7 +318,7 @@ impl WorkerCtx {
             let Chain { docs, rejects, dedup, corpus, points } = assemble(
                 read.docs,
                 read.rejects,
-                prior,
+                Prior { records: prior, load: prior_load },
                 &self.takedown,
                 config,
                 self.lang_id.as_ref(),
@@ -332,6 +340,7 @@ impl WorkerCtx {
                 side = side.concat(dedup.records.map(SideRow::Signature));
                 events =
                     events.concat(dedup.clusters.inner.map(|((k, m), _, d)| LeaderEvent::Cluster(k, m, d)));
+                events = events.concat(dedup.loaded.inner.map(|(k, _, _)| LeaderEvent::DedupLoaded(k)));
             }
             if let Some(points) = points {
                 events = events.concat(points.map(LeaderEvent::Point));
@@ -352,12 +361,11 @@ impl WorkerCtx {
                 .probe_with(&probe);
             Ok((shards_in, prior_in))
         })?;
-        if !leader {
+        let Some(mut leader) = leader.take() else {
             drop(shards_in);
             drop(prior_in);
             return Ok(None);
-        }
-        let mut leader = Leader::new(self)?;
+        };
         leader.drive(
             self,
             worker,

@@ -160,7 +160,7 @@ pub fn clusters<'s>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::minhash::exact_hash;
     use super::super::minhash::testing::corpus;
     use super::super::minhash::{jaccard, MinHashConfig, MinHasher};
@@ -174,7 +174,7 @@ mod tests {
     }
 
     /// Records for a corpus; document i is in epoch `epoch_of(i)` and shard `s{i % 7}`.
-    fn records(docs: &[String], epoch_of: impl Fn(usize) -> Epoch) -> Vec<SigRecord> {
+    pub(crate) fn records(docs: &[String], epoch_of: impl Fn(usize) -> Epoch) -> Vec<SigRecord> {
         let mh = MinHasher::new(&MinHashConfig::default());
         docs.iter()
             .enumerate()
@@ -193,7 +193,7 @@ mod tests {
     }
 
     /// The same algorithm, sequentially: exact groups, buckets, verified pairs, union-find.
-    fn sequential(records: &[SigRecord], p: &ClusterParams) -> BTreeMap<DocKey, Membership> {
+    pub(crate) fn sequential(records: &[SigRecord], p: &ClusterParams) -> BTreeMap<DocKey, Membership> {
         let mut by_hash: BTreeMap<u128, Vec<&SigRecord>> = BTreeMap::new();
         for r in records {
             by_hash.entry(r.exact).or_default().push(r);
@@ -303,10 +303,15 @@ mod tests {
         })
         .unwrap();
         let updates = out.lock().unwrap().clone();
+        states(&updates, epochs)
+    }
+
+    /// Memberships after each epoch from the accumulated output changes.
+    fn states(updates: &[Update], epochs: Epoch) -> Vec<BTreeMap<DocKey, Membership>> {
         (0..epochs)
             .map(|t| {
                 let mut acc: BTreeMap<(DocKey, Membership), isize> = BTreeMap::new();
-                for (u, time, d) in &updates {
+                for (u, time, d) in updates {
                     if *time <= t {
                         *acc.entry(u.clone()).or_default() += d;
                     }
@@ -321,6 +326,69 @@ mod tests {
                 state
             })
             .collect()
+    }
+
+    /// [`load_prior`](super::super::prior::load_prior) in front of [`clusters`] on `workers`
+    /// threads; `script[t]` holds epoch t's stored-record changes (fed by worker 0, as the
+    /// driver does) and new records (spread over the workers). Returns the dataflow's
+    /// memberships and the stored keys loaded, after every epoch.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn dataflow_with(
+        workers: usize,
+        script: Vec<(Vec<(SigRecord, isize)>, Vec<SigRecord>)>,
+        p: &ClusterParams,
+        load: super::super::prior::PriorLoad,
+    ) -> (Vec<BTreeMap<DocKey, Membership>>, Vec<BTreeSet<DocKey>>) {
+        let epochs = script.len() as Epoch;
+        let out: Arc<Mutex<Vec<Update>>> = Arc::default();
+        let keys: Arc<Mutex<Vec<(DocKey, Epoch, isize)>>> = Arc::default();
+        let (sink, key_sink) = (out.clone(), keys.clone());
+        let script = Arc::new(script);
+        let p = p.clone();
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (sink, key_sink, p) = (sink.clone(), key_sink.clone(), p.clone());
+            let (mut prior_in, mut new_in, probe) = worker.dataflow::<Epoch, _, _>(|scope| {
+                let (prior_in, prior) = scope.new_collection::<SigRecord, isize>();
+                let (new_in, new) = scope.new_collection::<SigRecord, isize>();
+                let (loaded, loaded_keys) = super::super::prior::load_prior(prior, new.clone(), &p, load);
+                loaded_keys.inspect(move |u| key_sink.lock().unwrap().push(u.clone()));
+                let probe = clusters(loaded.concat(new), &p)
+                    .inspect(move |u| sink.lock().unwrap().push(u.clone()))
+                    .probe();
+                (prior_in, new_in, probe.0)
+            });
+            let (index, peers) = (worker.index(), worker.peers());
+            for (t, (changes, new)) in script.iter().enumerate() {
+                prior_in.advance_to(t as Epoch);
+                new_in.advance_to(t as Epoch);
+                if index == 0 {
+                    for (r, d) in changes {
+                        prior_in.update(r.clone(), *d);
+                    }
+                }
+                for (i, r) in new.iter().enumerate() {
+                    if i % peers == index {
+                        new_in.insert(r.clone());
+                    }
+                }
+                prior_in.advance_to(t as Epoch + 1);
+                new_in.advance_to(t as Epoch + 1);
+                prior_in.flush();
+                new_in.flush();
+                while probe.less_than(&(t as Epoch + 1)) {
+                    worker.step();
+                }
+            }
+        })
+        .unwrap();
+        let updates = out.lock().unwrap().clone();
+        let mut loaded = vec![BTreeSet::new(); epochs as usize];
+        for (k, t, d) in keys.lock().unwrap().iter() {
+            assert_eq!(*d, 1, "{k:?} loaded with diff {d}");
+            assert!(loaded.iter().all(|s| !s.contains(k)), "{k:?} loaded twice");
+            loaded[*t as usize].insert(k.clone());
+        }
+        (states(&updates, epochs), loaded)
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Each document becomes a [`SigRecord`] (text hash, MinHash signature, its [`DocKey`]); the
 //! records of this run and the `prior` records of committed shards (the driver reloads them
-//! from the dataset's `signatures/` parts) feed [`clusters`], a differential computation
-//! whose output is every document's [`Membership`]. A document of epoch `t` is kept when it is
+//! from the dataset's `signatures/` parts; [`load_prior`] moves them into the dataflow only
+//! where this run's records meet them) feed [`clusters`], a differential computation whose
+//! output is every document's [`Membership`]. A document of epoch `t` is kept when it is
 //! its cluster's representative once epoch `t` is complete, and rejected as
 //! `exact_duplicate` or `near_duplicate` (detail: the representative's id and epoch)
 //! otherwise. Ids on the takedown list are rejected as `taken_down` and never enter the
@@ -19,6 +20,7 @@
 
 use super::clusters::{clusters, ClusterParams, DocKey, Membership, SigRecord};
 use super::minhash::{exact_hash, MinHashConfig, MinHasher};
+use super::prior::{load_prior, PriorLoad};
 use crate::doc::{Doc, Reject};
 use crate::stats::StatsRegistry;
 use crate::Epoch;
@@ -134,14 +136,23 @@ pub struct DedupOutput<'s> {
     /// Memberships of documents in clusters of two or more, as changes: the dataset's
     /// cluster table and the driver's view of who changed side.
     pub clusters: VecCollection<'s, Epoch, (DocKey, Membership)>,
+    /// Keys of stored records that entered the dataflow, at the epoch they did: from then on
+    /// their memberships are the dataflow's, not the stored ones.
+    pub loaded: VecCollection<'s, Epoch, DocKey>,
+}
+
+/// The records of committed shards (inserted once, retracted when a shard is replaced) and
+/// how to load them.
+pub struct Prior<'s> {
+    pub records: VecCollection<'s, Epoch, SigRecord>,
+    pub load: PriorLoad,
 }
 
 pub trait Dedup<'s> {
-    /// `prior`: the records of committed shards (inserted once, retracted when a shard is
-    /// replaced); `takedown`: ids to reject and keep out of every cluster.
+    /// `prior`: the stored records; `takedown`: ids to reject and keep out of every cluster.
     fn dedup(
         self,
-        prior: VecCollection<'s, Epoch, SigRecord>,
+        prior: Prior<'s>,
         cfg: &DedupConfig,
         takedown: Arc<HashSet<String>>,
         stats: &StatsRegistry,
@@ -150,7 +161,7 @@ pub trait Dedup<'s> {
     fn dedup_named(
         self,
         name: &str,
-        prior: VecCollection<'s, Epoch, SigRecord>,
+        prior: Prior<'s>,
         cfg: &DedupConfig,
         takedown: Arc<HashSet<String>>,
         stats: &StatsRegistry,
@@ -166,7 +177,7 @@ struct Waiting {
 impl<'s> Dedup<'s> for VecCollection<'s, Epoch, Doc> {
     fn dedup(
         self,
-        prior: VecCollection<'s, Epoch, SigRecord>,
+        prior: Prior<'s>,
         cfg: &DedupConfig,
         takedown: Arc<HashSet<String>>,
         stats: &StatsRegistry,
@@ -177,7 +188,7 @@ impl<'s> Dedup<'s> for VecCollection<'s, Epoch, Doc> {
     fn dedup_named(
         self,
         name: &str,
-        prior: VecCollection<'s, Epoch, SigRecord>,
+        prior: Prior<'s>,
         cfg: &DedupConfig,
         takedown: Arc<HashSet<String>>,
         stats: &StatsRegistry,
@@ -201,7 +212,9 @@ impl<'s> Dedup<'s> for VecCollection<'s, Epoch, Doc> {
             })
             .ok_err::<Vec<_>, _, Vec<_>, _, _>(|item| item);
         let (docs, records) = (docs.as_collection(), records.as_collection());
-        let memberships = clusters(prior.concat(records.clone()), &cfg.params());
+        let params = cfg.params();
+        let (stored, loaded) = load_prior(prior.records, records.clone(), &params, prior.load);
+        let memberships = clusters(stored.concat(records.clone()), &params);
         let cluster_changes = memberships.clone().filter(|(_, m)| m.size > 1);
 
         let stats = stats.clone();
@@ -291,6 +304,7 @@ impl<'s> Dedup<'s> for VecCollection<'s, Epoch, Doc> {
             rejected: rejected.as_collection(),
             records,
             clusters: cluster_changes,
+            loaded,
         }
     }
 }
