@@ -246,7 +246,10 @@ fn run_restart(texts: &[String], base: usize, load: PriorLoad) -> (f64, usize) {
             }
             *secs.lock().unwrap() = started.elapsed().as_secs_f64();
             if std::env::var("XINST_BENCH_DEDUP_ONLY").is_ok() {
-                eprintln!("  {load:?}: stored records into the input {inserted:.3} s, in all {:.3} s", started.elapsed().as_secs_f64());
+                eprintln!(
+                    "  {load:?}: stored records into the input {inserted:.3} s, in all {:.3} s",
+                    started.elapsed().as_secs_f64()
+                );
             }
         })
         .expect("timely");

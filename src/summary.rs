@@ -23,6 +23,13 @@ pub struct RunSummary {
     /// dedup settings).
     #[serde(default)]
     pub shards_reread: u64,
+    /// Dedup records of committed shards the run started with, and how many of them dedup
+    /// loaded into its arrangements (the others met no record of the run and kept their
+    /// stored clusters).
+    #[serde(default)]
+    pub dedup_stored: u64,
+    #[serde(default)]
+    pub dedup_loaded: u64,
     /// Unchanged shards read again because their output was made with other settings.
     #[serde(default)]
     pub shards_redone: u64,
@@ -160,6 +167,13 @@ pub fn render(s: &RunSummary) -> String {
         s.workers,
         s.wall_secs
     );
+    if s.dedup_stored > 0 {
+        let _ = writeln!(
+            out,
+            "dedup state: {} stored records, {} loaded (met by this run's records; the rest kept their stored clusters)",
+            s.dedup_stored, s.dedup_loaded
+        );
+    }
     if s.model_busy_secs > 0.0 {
         let _ = writeln!(
             out,

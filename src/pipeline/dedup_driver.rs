@@ -75,11 +75,7 @@ impl Leader {
     /// Those of shards this run reads again are retracted when their batch is fed, like any
     /// replaced shard's: until then they stand, and their retraction lets dedup load what
     /// they are linked to.
-    pub(super) fn load_prior(
-        &mut self,
-        ctx: &WorkerCtx,
-        mut insert: impl FnMut(SigRecord),
-    ) -> Result<()> {
+    pub(super) fn load_prior(&mut self, ctx: &WorkerCtx, mut insert: impl FnMut(SigRecord)) -> Result<()> {
         let Some(d) = self.dedup.as_mut() else { return Ok(()) };
         if d.loaded {
             return Ok(());
@@ -98,7 +94,8 @@ impl Leader {
             }
             d.in_dataflow.insert(uri.clone());
         }
-        tracing::info!(records = n, secs = started.elapsed().as_secs_f64(), "dedup state loaded");
+        self.summary.dedup_stored = n as u64;
+        tracing::info!(records = n, secs = started.elapsed().as_secs_f64(), "dedup state read");
         Ok(())
     }
 
@@ -144,6 +141,7 @@ impl Leader {
         };
         // A loaded record's stored membership gives way to the dataflow's (which may be none:
         // a cluster of one).
+        self.summary.dedup_loaded += loaded.len() as u64;
         for key in &loaded {
             d.live.members.remove(key);
         }

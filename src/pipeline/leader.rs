@@ -423,7 +423,8 @@ impl Leader {
             pending.deletes.extend(orphans.into_iter().map(|f| f.tmp));
         }
         self.manifest.settings.entry(self.settings.id()).or_insert_with(|| self.settings.clone());
-        let rereads = self.settle_dedup(ctx, epoch, dedup_loaded, cluster_changes, batch, later, &mut pending)?;
+        let rereads =
+            self.settle_dedup(ctx, epoch, dedup_loaded, cluster_changes, batch, later, &mut pending)?;
         self.settle_diversity(ctx, &epoch_tag(epoch), points, &committed, &mut pending)?;
         self.manifest.epochs.push(entry);
         self.manifest.next_epoch = epoch + 1;

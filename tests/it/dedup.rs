@@ -117,6 +117,11 @@ fn five_runs_equal_one_run_under_any_worker_count() {
         copy_shards(&corpus, &input, s..s + 1);
         let (_, st) = run_xinst(input.to_str().unwrap(), inc.to_str().unwrap(), &DEDUP_ONLY, 0);
         assert_eq!(st["shards_processed"], 1, "run {s}");
+        // A restart loads only the stored records the new shard's documents meet.
+        let (stored, loaded) = (st["dedup_stored"].as_u64().unwrap(), st["dedup_loaded"].as_u64().unwrap());
+        if s > 0 {
+            assert!(stored > 0 && loaded < stored, "run {s}: {loaded} of {stored} stored records loaded");
+        }
     }
     assert_eq!(dedup_view(&inc), reference, "5 runs = 1 run");
 

@@ -245,18 +245,31 @@ impl MinHasher {
 /// One bucket key per band of `rows` signature values (the band index is mixed in, so bands
 /// never collide).
 pub fn band_keys(sig: &[u32], rows: usize) -> Vec<u64> {
-    let mut bytes = Vec::with_capacity(4 * rows + 8);
-    sig.chunks(rows.max(1))
-        .enumerate()
-        .map(|(band, values)| {
-            bytes.clear();
-            bytes.extend_from_slice(&(band as u64).to_le_bytes());
-            for v in values {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
-            xxh3_64(&bytes)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(sig.len().div_ceil(rows.max(1)));
+    band_keys_into(sig, rows, &mut out);
+    out
+}
+
+/// [`band_keys`] into `out` (cleared first), for loops over many records.
+pub fn band_keys_into(sig: &[u32], rows: usize, out: &mut Vec<u64>) {
+    out.clear();
+    // 8 bytes of band index + 4 per row; rows beyond 62 take the heap.
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    for (band, values) in sig.chunks(rows.max(1)).enumerate() {
+        let len = 8 + 4 * values.len();
+        let bytes = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap[..]
+        };
+        bytes[..8].copy_from_slice(&(band as u64).to_le_bytes());
+        for (chunk, v) in bytes[8..].chunks_exact_mut(4).zip(values) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        out.push(xxh3_64(bytes));
+    }
 }
 
 /// The signature loop: for every permutation, the minimum over the shingles of

@@ -30,7 +30,7 @@
 //! theirs.
 
 use super::clusters::{ClusterParams, DocKey, SigRecord};
-use super::minhash::band_keys;
+use super::minhash::{band_keys, band_keys_into};
 use crate::Epoch;
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
@@ -63,8 +63,11 @@ pub struct Touch {
 
 impl Touch {
     pub fn of(record: &SigRecord, params: &ClusterParams) -> Touch {
-        let bands =
-            if params.near && !record.sig.is_empty() { band_keys(&record.sig, params.rows) } else { Vec::new() };
+        let bands = if params.near && !record.sig.is_empty() {
+            band_keys(&record.sig, params.rows)
+        } else {
+            Vec::new()
+        };
         Touch { exact: record.exact, bands }
     }
 }
@@ -105,17 +108,25 @@ impl PriorIndex {
         let mut by_band: FxHashMap<u64, u32> = FxHashMap::default();
         by_exact.reserve(n);
         // Growing the band map as it fills would rehash it a dozen times.
-        let bands = records.iter().find(|r| !r.sig.is_empty()).map_or(0, |r| r.sig.len().div_ceil(params.rows.max(1)));
+        let bands = records
+            .iter()
+            .find(|r| !r.sig.is_empty())
+            .map_or(0, |r| r.sig.len().div_ceil(params.rows.max(1)));
         by_band.reserve(if params.near { n * bands } else { 0 });
+        let mut keys = Vec::new();
         for (slot, record) in records.iter().enumerate() {
             let slot = slot as u32;
-            let touch = Touch::of(record, params);
-            if let Some(&other) = by_exact.get(&touch.exact) {
-                union(&mut parent, slot, other);
-            } else {
-                by_exact.insert(touch.exact, slot);
+            match by_exact.get(&record.exact) {
+                Some(&other) => union(&mut parent, slot, other),
+                None => {
+                    by_exact.insert(record.exact, slot);
+                }
             }
-            for band in touch.bands {
+            if !params.near || record.sig.is_empty() {
+                continue;
+            }
+            band_keys_into(&record.sig, params.rows, &mut keys);
+            for &band in &keys {
                 match by_band.get(&band) {
                     Some(&other) => union(&mut parent, slot, other),
                     None => {
@@ -124,15 +135,16 @@ impl PriorIndex {
                 }
             }
         }
-        let mut unit_of = vec![0u32; n];
+        // A root is its component's lowest slot, so units come out in slot order.
+        let mut unit_of = vec![u32::MAX; n];
         let mut units: Vec<Vec<u32>> = Vec::new();
-        let mut unit_of_root: FxHashMap<u32, u32> = FxHashMap::default();
         for slot in 0..n as u32 {
             let r = root(&mut parent, slot);
-            let unit = *unit_of_root.entry(r).or_insert_with(|| {
+            if unit_of[r as usize] == u32::MAX {
+                unit_of[r as usize] = units.len() as u32;
                 units.push(Vec::new());
-                units.len() as u32 - 1
-            });
+            }
+            let unit = unit_of[r as usize];
             units[unit as usize].push(slot);
             unit_of[slot as usize] = unit;
         }
@@ -399,7 +411,9 @@ mod tests {
         let p = params();
         let mut index = PriorIndex::new(recs.clone(), &p);
         // A record with unit mates.
-        let i = (0..recs.len()).find(|&i| (0..recs.len()).any(|j| j != i && index.unit_of[j] == index.unit_of[i])).unwrap();
+        let i = (0..recs.len())
+            .find(|&i| (0..recs.len()).any(|j| j != i && index.unit_of[j] == index.unit_of[i]))
+            .unwrap();
         let mates: BTreeSet<&DocKey> = (0..recs.len())
             .filter(|&j| j != i && index.unit_of[j] == index.unit_of[i])
             .map(|j| &recs[j].key)
@@ -421,8 +435,11 @@ mod tests {
         loaded: &BTreeSet<DocKey>,
         dataflow: &BTreeMap<DocKey, Membership>,
     ) -> BTreeMap<DocKey, Membership> {
-        let mut out: BTreeMap<DocKey, Membership> =
-            stored.iter().filter(|(k, m)| m.size > 1 && !loaded.contains(*k)).map(|(k, m)| (k.clone(), m.clone())).collect();
+        let mut out: BTreeMap<DocKey, Membership> = stored
+            .iter()
+            .filter(|(k, m)| m.size > 1 && !loaded.contains(*k))
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
         out.extend(dataflow.iter().filter(|(_, m)| m.size > 1).map(|(k, m)| (k.clone(), m.clone())));
         out
     }
