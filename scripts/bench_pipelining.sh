@@ -4,7 +4,7 @@
 # latency), a multi-epoch crawl, the memo off. Prints wall time, the model's busy time (at
 # least one request out) and their ratio per setting. docs/benchmarks.md has the figures.
 #
-# usage: [SKIP=dedup,...] scripts/bench_pipelining.sh [EPOCHS] [REPEAT] [SAMPLE_RATE] [DELAY]
+# usage: [SKIP=dedup,...] [REPLAY=answers.jsonl] scripts/bench_pipelining.sh [EPOCHS] [REPEAT] [SAMPLE_RATE] [DELAY]
 #   EPOCHS shards of the sample's culturax-00000.jsonl repeated REPEAT times each (fresh ids,
 #   so each epoch samples other documents), one shard an epoch.
 set -euo pipefail
@@ -34,7 +34,9 @@ EOF
 "$X" serve --model gemma-3-270m --addr 127.0.0.1:0 --max-batch 8 > "$work/serve.out" &
 until grep -q http "$work/serve.out"; do sleep 0.2; done
 upstream=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1 | sed 's|http://||')
-python3 scripts/delay_proxy.py "$upstream" "$DELAY" > "$work/proxy.out" &
+# REPLAY=FILE: answers recorded in FILE are replayed after the delay, without the upstream
+# (a model server off this machine's CPUs); the first run that lacks them records them.
+python3 scripts/delay_proxy.py "$upstream" "$DELAY" ${REPLAY:+"$REPLAY"} > "$work/proxy.out" 2> "$work/proxy.err" &
 until grep -q http "$work/proxy.out"; do sleep 0.2; done
 url=$(head -1 "$work/proxy.out")
 cat > "$work/x.toml" <<EOF
@@ -51,10 +53,12 @@ EOF
 
 echo "epochs $EPOCHS x $(wc -l < "$work/in/shard-000.jsonl") documents, sample rate $RATE, delay ${DELAY}s a request"
 printf "%-18s %10s %12s %8s %12s\n" "epochs in flight" "wall s" "model busy s" "busy" "model calls"
-for n in 1 3; do
+runs="1 3"
+if [ -n "${REPLAY:-}" ]; then runs="record 1 3"; fi
+for n in $runs; do
   rm -rf "$work/out"
   "$X" run --no-progress --input "$work/in" --output "$work/out" --config "$work/x.toml" \
-    --skip "$SKIP" --shards-per-epoch 1 --epochs-in-flight "$n" --stats-json "$work/s.json" > /dev/null 2>&1 || true
+    --skip "$SKIP" --shards-per-epoch 1 --epochs-in-flight "${n/record/3}" --stats-json "$work/s.json" > /dev/null 2>&1 || true
   python3 - "$work/s.json" "$n" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
