@@ -37,6 +37,15 @@ pub(super) struct DedupDriver {
     pub(super) full_compare: bool,
 }
 
+/// What dedup said about one epoch.
+#[derive(Default)]
+pub(super) struct DedupEvents {
+    /// Stored records that entered the dataflow.
+    pub(super) loaded: Vec<DocKey>,
+    /// Membership changes of documents in clusters of two or more.
+    pub(super) changes: Vec<(DocKey, Membership, isize)>,
+}
+
 /// The dedup state the config asks for.
 pub(super) fn dedup_want(config: &Config) -> DedupState {
     DedupState {
@@ -122,8 +131,7 @@ impl Leader {
         &mut self,
         ctx: &WorkerCtx,
         epoch: Epoch,
-        loaded: Vec<DocKey>,
-        changes: Vec<(DocKey, Membership, isize)>,
+        events: DedupEvents,
         batch: &[ShardTask],
         later: &BTreeSet<&String>,
         pending: &mut Pending,
@@ -141,6 +149,7 @@ impl Leader {
         };
         // A loaded record's stored membership gives way to the dataflow's (which may be none:
         // a cluster of one).
+        let DedupEvents { loaded, changes } = events;
         self.summary.dedup_loaded += loaded.len() as u64;
         for key in &loaded {
             d.live.members.remove(key);

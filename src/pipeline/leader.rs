@@ -1,7 +1,7 @@
 //! The leader: plans each run or poll, feeds epochs to the dataflow and commits each one in
 //! the manifest (shards, files, documents awaiting the model, the run's stats).
 
-use super::dedup_driver::{dedup_status, dedup_want, DedupDriver};
+use super::dedup_driver::{dedup_status, dedup_want, DedupDriver, DedupEvents};
 use super::models::model_ids;
 use super::{Collected, Inputs, JudgeCheck, LeaderEvent, RunSummary, WorkerCtx, PARK};
 use crate::config::OperatorName;
@@ -331,8 +331,7 @@ impl Leader {
         self.absorb_stats(&events);
         let mut files: BTreeMap<String, Vec<FileWritten>> = BTreeMap::new();
         let mut reports = Vec::new();
-        let mut cluster_changes = Vec::new();
-        let mut dedup_loaded = Vec::new();
+        let mut dedup_events = DedupEvents::default();
         let mut points = Vec::new();
         let mut awaiting: BTreeMap<String, (isize, BTreeMap<String, isize>, String)> = BTreeMap::new();
         for e in events {
@@ -348,8 +347,8 @@ impl Leader {
                 }
                 LeaderEvent::Sink(SinkEvent::File(f)) => files.entry(f.shard.clone()).or_default().push(f),
                 LeaderEvent::Sink(SinkEvent::Stats(_)) => {}
-                LeaderEvent::Cluster(k, m, d) => cluster_changes.push((k, m, d)),
-                LeaderEvent::DedupLoaded(k) => dedup_loaded.push(k),
+                LeaderEvent::Cluster(k, m, d) => dedup_events.changes.push((k, m, d)),
+                LeaderEvent::DedupLoaded(k) => dedup_events.loaded.push(k),
                 LeaderEvent::Point(p) => points.push(p),
             }
         }
@@ -423,8 +422,7 @@ impl Leader {
             pending.deletes.extend(orphans.into_iter().map(|f| f.tmp));
         }
         self.manifest.settings.entry(self.settings.id()).or_insert_with(|| self.settings.clone());
-        let rereads =
-            self.settle_dedup(ctx, epoch, dedup_loaded, cluster_changes, batch, later, &mut pending)?;
+        let rereads = self.settle_dedup(ctx, epoch, dedup_events, batch, later, &mut pending)?;
         self.settle_diversity(ctx, &epoch_tag(epoch), points, &committed, &mut pending)?;
         self.manifest.epochs.push(entry);
         self.manifest.next_epoch = epoch + 1;

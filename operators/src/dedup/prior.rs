@@ -428,6 +428,9 @@ mod tests {
         assert!(!index.retract(&other, &mut out), "never stored");
     }
 
+    /// One epoch of a script: (stored-record changes, new records).
+    type ScriptEpoch = (Vec<(SigRecord, isize)>, Vec<SigRecord>);
+
     /// The driver's view: the stored memberships, where a loaded record's is replaced by the
     /// dataflow's (clusters of one are absent from both).
     fn view(
@@ -456,8 +459,7 @@ mod tests {
         let fresh = |e: Epoch| recs.iter().filter(move |r| r.key.epoch == e).cloned();
         let gone: Vec<SigRecord> = stored.iter().filter(|r| r.shard == "s3").cloned().collect();
         assert!(!gone.is_empty());
-        // Per epoch: (stored changes, new records).
-        let script: Vec<(Vec<(SigRecord, isize)>, Vec<SigRecord>)> = vec![
+        let script: Vec<ScriptEpoch> = vec![
             (stored.iter().map(|r| (r.clone(), 1)).collect(), fresh(3).collect()),
             (gone.iter().map(|r| (r.clone(), -1)).collect(), Vec::new()),
             (Vec::new(), fresh(4).collect()),
