@@ -37,6 +37,7 @@ upstream=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1 | sed 's|http:/
 # REPLAY=FILE: answers recorded in FILE are replayed after the delay, without the upstream
 # (a model server off this machine's CPUs); the first run that lacks them records them.
 python3 scripts/delay_proxy.py "$upstream" "$DELAY" ${REPLAY:+"$REPLAY"} > "$work/proxy.out" 2> "$work/proxy.err" &
+proxy=$!
 until grep -q http "$work/proxy.out"; do sleep 0.2; done
 url=$(head -1 "$work/proxy.out")
 cat > "$work/x.toml" <<EOF
@@ -66,3 +67,5 @@ calls = sum(o.get("counters", {}).get("model_calls", 0) for o in s["operators"].
 print(f"{sys.argv[2]:<18} {s['wall_secs']:10.1f} {s['model_busy_secs']:12.1f} {100 * s['model_busy_fraction']:7.0f}% {calls:12}")
 EOF
 done
+# The proxy's count of answers replayed and forwarded to the model, over all the runs above.
+kill "$proxy" 2>/dev/null && sleep 0.5 && cat "$work/proxy.err" || true

@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -82,6 +83,8 @@ class Proxy(BaseHTTPRequestHandler):
         pass
 
 
+# Background jobs of a script ignore SIGINT: stop on SIGTERM, printing the counts.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
 print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
 try:
