@@ -99,14 +99,6 @@ impl OperatorName {
         }
     }
 
-    /// The X-Instruction stages, which call a model.
-    pub const GENERATION: [OperatorName; 4] = [
-        OperatorName::ReverseInstruction,
-        OperatorName::CrossCheck,
-        OperatorName::Evaluate,
-        OperatorName::Refine,
-    ];
-
     pub fn uses_model(&self) -> bool {
         matches!(self, OperatorName::ReverseInstruction | OperatorName::Evaluate | OperatorName::Refine)
     }

@@ -142,11 +142,6 @@ impl LangCode {
         Some(LangCode { lang: code, script })
     }
 
-    /// The script the language is normally written in, from the table.
-    pub fn default_script(lang: &str) -> Option<&'static str> {
-        LANGUAGES.iter().find(|r| r.0 == lang).map(|r| r.2)
-    }
-
     /// The English name, for "Answer in {Language}." and reports.
     pub fn name(&self) -> &'static str {
         LANGUAGES.iter().find(|r| r.0 == self.lang).map(|r| r.3).unwrap_or("")

@@ -12,7 +12,7 @@ use crate::Epoch;
 use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -418,20 +418,4 @@ impl ReadError {
     pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
         ReadError { reason, detail: detail.into() }
     }
-}
-
-/// The reject reasons that mean a whole file (or its remainder) was unreadable.
-pub fn file_level_reasons() -> BTreeSet<&'static str> {
-    [
-        "truncated_input",
-        "corrupt_stream",
-        "corrupt_parquet",
-        "corrupt_warc",
-        "io_error",
-        "empty_file",
-        "unreadable_file",
-        "missing_text_column",
-    ]
-    .into_iter()
-    .collect()
 }
