@@ -18,7 +18,7 @@
 //! that owns its key (≈ 200 bytes with a 32-character id and a 60-character shard URI), the
 //! documents (text included) of epochs not yet complete, and on worker 0 the stored records
 //! no record of the run has met yet ([`PriorIndex`](super::prior::PriorIndex): the record and
-//! a hash-map entry per band key, ≈ 0.8 KB with 128 permutations, instead of the ≈ 5.5 KB it
+//! a hash-map entry per band key, ≈ 0.9 KB with 128 permutations, instead of the ≈ 5.5 KB it
 //! takes arranged).
 
 use super::clusters::{clusters, ClusterParams, DocKey, Membership, SigRecord};
