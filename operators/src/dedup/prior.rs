@@ -216,6 +216,86 @@ impl PriorIndex {
     }
 }
 
+/// What [`PriorLoader::epoch`] hands the dataflow for one epoch.
+#[derive(Default)]
+pub struct EpochLoad {
+    /// Changes for `clusters`' input: loaded records (`+1`) and stored changes passed on.
+    pub records: Vec<(SigRecord, isize)>,
+    /// Keys of the stored records that entered (or were withdrawn before they did).
+    pub keys: Vec<DocKey>,
+}
+
+/// The operator's logic, one complete epoch at a time: the first epoch's insertions build the
+/// index; later insertions go in directly, touching what they meet, as do retractions of
+/// records not held.
+pub struct PriorLoader {
+    params: ClusterParams,
+    load: PriorLoad,
+    index: Option<PriorIndex>,
+}
+
+impl PriorLoader {
+    pub fn new(params: &ClusterParams, load: PriorLoad) -> PriorLoader {
+        PriorLoader { params: params.clone(), load, index: None }
+    }
+
+    /// `changes`: the epoch's stored-record changes; `touches`: its new records' keys.
+    pub fn epoch(&mut self, changes: Vec<(SigRecord, isize)>, touches: &[Touch]) -> EpochLoad {
+        let mut out = EpochLoad::default();
+        let mut loaded = Vec::new();
+        let mut passed = Vec::new();
+        let index = match &mut self.index {
+            Some(index) => {
+                passed = changes;
+                index
+            }
+            None => {
+                let started = Instant::now();
+                let mut stored = Vec::new();
+                for (record, diff) in changes {
+                    if diff > 0 {
+                        stored.extend(std::iter::repeat_n(record, diff as usize));
+                    } else {
+                        passed.push((record, diff));
+                    }
+                }
+                let index = self.index.insert(PriorIndex::new(stored, &self.params));
+                if self.load == PriorLoad::Eager {
+                    index.load_all(&mut loaded);
+                }
+                tracing::info!(
+                    records = index.held(),
+                    units = index.units(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "dedup: stored records indexed"
+                );
+                index
+            }
+        };
+        let mut direct = Vec::new();
+        for (record, mut diff) in passed {
+            while diff < 0 && index.retract(&record, &mut loaded) {
+                // Withdrawn before it entered: its stored membership goes too.
+                out.keys.push(record.key.clone());
+                diff += 1;
+            }
+            if diff != 0 {
+                index.touch(&Touch::of(&record, &self.params), &mut loaded);
+                direct.push((record, diff));
+            }
+        }
+        for touch in touches {
+            index.touch(touch, &mut loaded);
+        }
+        for record in loaded {
+            out.keys.push(record.key.clone());
+            out.records.push((record, 1));
+        }
+        out.records.extend(direct);
+        out
+    }
+}
+
 /// The stored records of one epoch and the touches of this run's records, waiting for the
 /// epoch to be complete.
 struct Waiting {
@@ -238,34 +318,25 @@ pub fn load_prior<'s>(
 ) -> (VecCollection<'s, Epoch, SigRecord>, VecCollection<'s, Epoch, DocKey>) {
     let key_params = params.clone();
     let touches = records.inner.map(move |(r, t, _)| (Touch::of(&r, &key_params), t));
-    let params = params.clone();
+    let mut loader = PriorLoader::new(params, load);
     let out = prior.inner.binary_frontier::<_, CapacityContainerBuilder<Vec<_>>, _, _, _, _>(
         touches,
         Exchange::new(|_: &(SigRecord, Epoch, isize)| 0),
         Exchange::new(|_: &(Touch, Epoch)| 0),
         "DedupPrior",
         move |_cap, _info| {
-            let mut index: Option<PriorIndex> = None;
             let mut waiting: BTreeMap<Epoch, Waiting> = BTreeMap::new();
             move |(prior_in, prior_frontier), (touch_in, touch_frontier), output| {
                 prior_in.for_each(|cap, data| {
                     for (record, time, diff) in data.drain(..) {
-                        let slot = waiting.entry(time).or_insert_with(|| Waiting {
-                            cap: cap.delayed(&time, 0),
-                            changes: Vec::new(),
-                            touches: Vec::new(),
-                        });
-                        slot.changes.push((record, diff));
+                        waiting_slot(&mut waiting, time, || cap.delayed(&time, 0))
+                            .changes
+                            .push((record, diff));
                     }
                 });
                 touch_in.for_each(|cap, data| {
                     for (touch, time) in data.drain(..) {
-                        let slot = waiting.entry(time).or_insert_with(|| Waiting {
-                            cap: cap.delayed(&time, 0),
-                            changes: Vec::new(),
-                            touches: Vec::new(),
-                        });
-                        slot.touches.push(touch);
+                        waiting_slot(&mut waiting, time, || cap.delayed(&time, 0)).touches.push(touch);
                     }
                 });
                 // Complete epochs, in time order.
@@ -275,60 +346,12 @@ pub fn load_prior<'s>(
                         break;
                     }
                     let Waiting { cap, changes, touches } = entry.remove();
+                    let EpochLoad { records, keys } = loader.epoch(changes, &touches);
                     let mut session = output.session(&cap);
-                    let mut loaded = Vec::new();
-                    let mut passed = Vec::new();
-                    let index = match &mut index {
-                        Some(index) => {
-                            passed = changes;
-                            index
-                        }
-                        // The first epoch's insertions are the stored records; later ones go
-                        // in directly, touching what they meet, as do retractions of records
-                        // not held.
-                        None => {
-                            let started = Instant::now();
-                            let mut stored = Vec::new();
-                            for (record, diff) in changes {
-                                if diff > 0 {
-                                    stored.extend(std::iter::repeat_n(record, diff as usize));
-                                } else {
-                                    passed.push((record, diff));
-                                }
-                            }
-                            let index = index.insert(PriorIndex::new(stored, &params));
-                            if load == PriorLoad::Eager {
-                                index.load_all(&mut loaded);
-                            }
-                            tracing::info!(
-                                records = index.held(),
-                                units = index.units(),
-                                secs = started.elapsed().as_secs_f64(),
-                                "dedup: stored records indexed"
-                            );
-                            index
-                        }
-                    };
-                    let mut direct = Vec::new();
-                    for (record, mut diff) in passed {
-                        while diff < 0 && index.retract(&record, &mut loaded) {
-                            // Withdrawn before it entered: its stored membership goes too.
-                            session.give(Err((record.key.clone(), t, 1)));
-                            diff += 1;
-                        }
-                        if diff != 0 {
-                            index.touch(&Touch::of(&record, &params), &mut loaded);
-                            direct.push((record, diff));
-                        }
+                    for key in keys {
+                        session.give(Err((key, t, 1)));
                     }
-                    for touch in &touches {
-                        index.touch(touch, &mut loaded);
-                    }
-                    for record in loaded {
-                        session.give(Err((record.key.clone(), t, 1)));
-                        session.give(Ok((record, t, 1)));
-                    }
-                    for (record, diff) in direct {
+                    for (record, diff) in records {
                         session.give(Ok((record, t, diff)));
                     }
                 }
@@ -337,6 +360,15 @@ pub fn load_prior<'s>(
     );
     let (records, keys) = out.ok_err::<Vec<_>, _, Vec<_>, _, _>(|item| item);
     (records.as_collection(), keys.as_collection())
+}
+
+/// The epoch's waiting entry, made with a capability for `time` on first use.
+fn waiting_slot(
+    waiting: &mut BTreeMap<Epoch, Waiting>,
+    time: Epoch,
+    cap: impl FnOnce() -> Capability<Epoch>,
+) -> &mut Waiting {
+    waiting.entry(time).or_insert_with(|| Waiting { cap: cap(), changes: Vec::new(), touches: Vec::new() })
 }
 
 #[cfg(test)]
