@@ -197,21 +197,26 @@ fn peak_rss_mb() -> f64 {
     status_mb("VmHWM:")
 }
 
+/// The records a committed epoch 1 of `texts` stored (what the driver reloads).
+fn stored_records(texts: &[String]) -> Vec<SigRecord> {
+    let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&bench_config().minhash);
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let key = xinstruct_operators::dedup::DocKey { epoch: 1, id: id(i) };
+            xinstruct_operators::dedup::sig_record(&hasher, true, key, &doc(i, text))
+        })
+        .collect()
+}
+
 /// A restarted process: the stored records of `texts[..base]` (computed beforehand, as the
 /// driver reloads them from `signatures/`) go to the `prior` input together with the documents
 /// of `texts[base..]`; returns the seconds until that epoch is decided and how many stored
 /// records entered the arrangements.
 fn run_restart(texts: &[String], base: usize, load: PriorLoad) -> (f64, usize) {
     let cfg = bench_config();
-    let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&cfg.minhash);
-    let stored: Arc<Vec<SigRecord>> = Arc::new(
-        (0..base)
-            .map(|i| {
-                let key = xinstruct_operators::dedup::DocKey { epoch: 1, id: id(i) };
-                xinstruct_operators::dedup::sig_record(&hasher, true, key, &doc(i, &texts[i]))
-            })
-            .collect(),
-    );
+    let stored: Arc<Vec<SigRecord>> = Arc::new(stored_records(&texts[..base]));
     let new: Arc<Vec<String>> = Arc::new(texts[base..].to_vec());
     let secs: Arc<Mutex<f64>> = Arc::default();
     let loaded: Arc<Mutex<usize>> = Arc::default();
@@ -305,13 +310,7 @@ fn main() {
         let full = run_ours(&texts, n, 1).full_secs;
         let warm = run_ours(&texts, n, 1).full_secs;
         {
-            let hasher = xinstruct_operators::dedup::minhash::MinHasher::new(&bench_config().minhash);
-            let stored: Vec<SigRecord> = (0..base)
-                .map(|i| {
-                    let key = xinstruct_operators::dedup::DocKey { epoch: 1, id: id(i) };
-                    xinstruct_operators::dedup::sig_record(&hasher, true, key, &doc(i, &texts[i]))
-                })
-                .collect();
+            let stored = stored_records(&texts[..base]);
             let started = Instant::now();
             let index = xinstruct_operators::dedup::prior::PriorIndex::new(stored, &bench_config().params());
             println!(
