@@ -59,12 +59,9 @@ fn main() {
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(new_tokens) };
         let reqs: Vec<GenRequest> = prompts
             .iter()
-            .map(|p| GenRequest { prompt: Prompt::Text(p.clone()), params: params.clone() })
+            .map(|p| GenRequest::new(Prompt::Text(p.clone()), params.clone()))
             .collect();
-        gen.generate(vec![GenRequest {
-            prompt: Prompt::Text("warm up".into()),
-            params: SamplingParams::greedy(2),
-        }]);
+        gen.generate(vec![GenRequest::new(Prompt::Text("warm up".into()), SamplingParams::greedy(2))]);
         let t = Instant::now();
         let out = gen.generate(reqs);
         let secs = t.elapsed().as_secs_f64();

@@ -109,10 +109,11 @@ impl OperatorName {
 #[serde(deny_unknown_fields, default)]
 pub struct InstructConfig {
     /// The instruction generator: a name from `xinst models list`, a local path (GGUF or
-    /// snapshot dir), a Hugging Face id, or an OpenAI-compatible server URL.
-    pub generator: String,
+    /// snapshot dir), a Hugging Face id, an OpenAI-compatible server URL, or a pool of such
+    /// URLs (a TOML array).
+    pub generator: ModelRef,
     /// The evaluator, in the same forms; empty = the generator.
-    pub evaluator: String,
+    pub evaluator: ModelRef,
     /// Memoize model outputs (reruns and incremental rebuilds call the model only for new work).
     pub memo: bool,
     /// The memo file; default `<output>/_xinstruct/memo-p<process>.redb` for a local output,
@@ -123,12 +124,82 @@ pub struct InstructConfig {
 impl Default for InstructConfig {
     fn default() -> Self {
         InstructConfig {
-            generator: "gemma-3-270m".into(),
-            evaluator: String::new(),
+            generator: ModelRef::one("gemma-3-270m"),
+            evaluator: ModelRef::default(),
             memo: true,
             memo_path: None,
         }
     }
+}
+
+/// A model as the config names it: one name, path or server URL (a TOML string), or a pool of
+/// OpenAI-compatible servers serving the same model (an array of URLs).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "OneOrMany", into = "OneOrMany")]
+pub struct ModelRef(pub Vec<String>);
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for ModelRef {
+    fn from(v: OneOrMany) -> ModelRef {
+        match v {
+            OneOrMany::One(s) if s.is_empty() => ModelRef(Vec::new()),
+            OneOrMany::One(s) => ModelRef(vec![s]),
+            OneOrMany::Many(v) => ModelRef(v),
+        }
+    }
+}
+
+impl From<ModelRef> for OneOrMany {
+    fn from(m: ModelRef) -> OneOrMany {
+        match m.0.len() {
+            0 => OneOrMany::One(String::new()),
+            1 => OneOrMany::One(m.0.into_iter().next().unwrap_or_default()),
+            _ => OneOrMany::Many(m.0),
+        }
+    }
+}
+
+impl ModelRef {
+    pub fn one(name: &str) -> ModelRef {
+        ModelRef(vec![name.to_string()])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A pool must be URLs of servers: a local model cannot be pooled.
+    fn validate(&self, key: &str) -> Result<()> {
+        if self.0.len() > 1 {
+            if let Some(bad) = self.0.iter().find(|m| !is_url(m)) {
+                anyhow::bail!(
+                    "[instruct] {key}: {bad:?} in a pool is not an http(s):// URL (a pool is of \
+                     OpenAI-compatible servers; name a local model on its own)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one:?}"),
+            all => write!(f, "{all:?}"),
+        }
+    }
+}
+
+/// Whether a model name is the URL of a server.
+pub fn is_url(model: &str) -> bool {
+    model.starts_with("http://") || model.starts_with("https://")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -246,6 +317,8 @@ impl Config {
         self.reverse_instruction.template().map_err(|e| anyhow!("[reverse_instruction] {e}"))?;
         self.evaluate.template().map_err(|e| anyhow!("[evaluate] {e}"))?;
         self.refine.template().map_err(|e| anyhow!("[refine] {e}"))?;
+        self.instruct.generator.validate("generator")?;
+        self.instruct.evaluator.validate("evaluator")?;
         let rate = self.reverse_instruction.sample_rate;
         if !(rate > 0.0 && rate <= 1.0) {
             anyhow::bail!("[reverse_instruction] sample_rate = {rate}: must be in (0, 1]");

@@ -2,6 +2,7 @@
 //! (GGUF file, directory with a GGUF, or a Hugging Face snapshot), a Hugging Face Hub id, or the
 //! URL of an OpenAI-compatible server.
 
+use crate::config::{is_url, ModelRef};
 use anyhow::{anyhow, Result};
 use std::sync::Arc;
 use xinstruct_operators::generate::{
@@ -21,13 +22,48 @@ pub fn open_local(model: &str, engine: &EngineConfig) -> Result<Arc<CandleGenera
 /// Opens a generator: `http(s)://…` is an OpenAI-compatible server, anything else a local model.
 /// The server's model id is `openai.model`, or asked of the server (`GET /models`) when empty.
 pub fn open(model: &str, engine: &EngineConfig, openai: &OpenAiConfig) -> Result<Arc<dyn Generator>> {
-    if model.starts_with("http://") || model.starts_with("https://") {
-        let mut cfg = OpenAiConfig { base_url: model.trim_end_matches('/').to_string(), ..openai.clone() };
-        let probe = OpenAiGenerator::new(cfg.clone()).map_err(|e| anyhow!("{e}"))?;
-        if cfg.model.is_empty() {
-            cfg.model = probe.discover_model().map_err(|e| anyhow!("{e}"))?;
-        }
-        return Ok(Arc::new(OpenAiGenerator::new(cfg).map_err(|e| anyhow!("{e}"))?));
+    if is_url(model) {
+        return open_pool(&[model.to_string()], openai);
     }
     Ok(open_local(model, engine)?)
+}
+
+/// Opens what the config names: one model, or a pool of OpenAI-compatible servers.
+pub fn open_ref(model: &ModelRef, engine: &EngineConfig, openai: &OpenAiConfig) -> Result<Arc<dyn Generator>> {
+    match model.0.as_slice() {
+        [] => Err(anyhow!("no model named")),
+        [one] => open(one, engine, openai),
+        pool => open_pool(pool, openai),
+    }
+}
+
+/// A client of one server or a pool. With `openai.model` empty the model id is asked of the
+/// servers; a pool's servers that answer must all name the same model (a pool of different
+/// models would mix their answers in one dataset). A server down at the start is no error
+/// while another answers: the pool probes it back in.
+fn open_pool(urls: &[String], openai: &OpenAiConfig) -> Result<Arc<dyn Generator>> {
+    let urls: Vec<String> = urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
+    let mut cfg = OpenAiConfig { base_url: urls[0].clone(), ..openai.clone() };
+    let probe = OpenAiGenerator::pool(cfg.clone(), urls.clone()).map_err(|e| anyhow!("{e}"))?;
+    if cfg.model.is_empty() {
+        cfg.model = probe.discover_model().map_err(|e| anyhow!("{e}"))?;
+        if urls.len() > 1 {
+            for url in &urls {
+                match probe.model_of(url) {
+                    Ok(id) if id != cfg.model => {
+                        return Err(anyhow!(
+                            "the pool's servers serve different models: {} serves {id:?}, {} {:?} \
+                             (set [openai] model to pick one)",
+                            url,
+                            probe.urls()[0],
+                            cfg.model
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{url} does not answer yet ({e}); the pool will probe it"),
+                }
+            }
+        }
+    }
+    Ok(Arc::new(OpenAiGenerator::pool(cfg, urls).map_err(|e| anyhow!("{e}"))?))
 }

@@ -865,9 +865,10 @@ fn spawn_progress(progress: Arc<Progress>) -> (Arc<AtomicBool>, std::thread::Joi
             if on_model {
                 bar.set_length(asked);
                 bar.set_position(answered);
+                let pool = progress.generators.pool_line().map(|p| format!(" {p}")).unwrap_or_default();
                 bar.set_message(match progress.generators.outage() {
                     Some(down) => format!("({docs} docs read) {down}: waiting for it"),
-                    None => format!("({docs} docs read)"),
+                    None => format!("({docs} docs read){pool}"),
                 });
             } else {
                 bar.set_length(planned);
@@ -918,7 +919,7 @@ fn generate(a: GenerateArgs) -> Result<i32> {
         ..SamplingParams::default()
     };
     let t = Instant::now();
-    let out = gen.generate(vec![GenRequest { prompt, params }]).pop().context("no result")?;
+    let out = gen.generate(vec![GenRequest::new(prompt, params)]).pop().context("no result")?;
     let c = out.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", c.text);
     if a.verbose {

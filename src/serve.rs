@@ -2,7 +2,8 @@
 //! serve many pipelines. Concurrent requests share the engine's continuous batches.
 //!
 //! Endpoints: `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions`,
-//! `GET /health`. Besides OpenAI's fields, requests may set `top_k`, `repetition_penalty` and
+//! `GET /health`, `GET /metrics` (Prometheus text: completion requests in flight, the most at
+//! once, answered; what a client's concurrency limit is checked against). Besides OpenAI's fields, requests may set `top_k`, `repetition_penalty` and
 //! `no_repeat_ngram_size`. Streaming is not offered (`stream: true` is refused).
 
 use anyhow::{Context, Result};
@@ -36,6 +37,53 @@ pub struct Server {
     /// Generations waiting or running at once: the engine batches at most `max_batch`, the
     /// rest wait here in async land rather than on threads.
     generating: tokio::sync::Semaphore,
+    metrics: Metrics,
+}
+
+/// Completion requests as the server sees them.
+#[derive(Default)]
+struct Metrics {
+    in_flight: std::sync::atomic::AtomicU64,
+    most_in_flight: std::sync::atomic::AtomicU64,
+    answered: std::sync::atomic::AtomicU64,
+}
+
+/// One completion request being handled: counted in flight until dropped.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(m: &'a Metrics) -> InFlight<'a> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = m.in_flight.fetch_add(1, SeqCst) + 1;
+        m.most_in_flight.fetch_max(now, SeqCst);
+        InFlight(m)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Metrics {
+    /// Prometheus's text format.
+    fn render(&self) -> String {
+        use std::sync::atomic::Ordering::SeqCst;
+        [
+            ("xinst_requests_in_flight", "gauge", "Completion requests being handled now.", &self.in_flight),
+            (
+                "xinst_requests_in_flight_max",
+                "gauge",
+                "The most completion requests handled at once since the start.",
+                &self.most_in_flight,
+            ),
+            ("xinst_requests_answered_total", "counter", "Completion requests answered with 200.", &self.answered),
+        ]
+        .iter()
+        .map(|(name, kind, help, v)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n", v.load(SeqCst)))
+        .collect()
+    }
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -51,7 +99,7 @@ impl Server {
     pub fn new(gen: Arc<CandleGenerator>, cfg: ServeConfig) -> Server {
         let model_id = gen.name();
         let generating = tokio::sync::Semaphore::new(4 * gen.max_batch().max(1));
-        Server { gen, model_id, cfg, generating }
+        Server { gen, model_id, cfg, generating, metrics: Metrics::default() }
     }
 
     /// Accepts connections until the process ends: each is served by hyper (HTTP/1.1) on a
@@ -109,11 +157,20 @@ impl Server {
         }
         match (req.method(), path.as_str()) {
             (&Method::GET, "/health") => reply(200, json!({"status": "ok"})),
+            (&Method::GET, "/metrics") => {
+                let mut resp = Response::new(Full::new(Bytes::from(self.metrics.render())));
+                resp.headers_mut().insert(
+                    "content-type",
+                    hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                resp
+            }
             (&Method::GET, "/v1/models") => reply(
                 200,
                 json!({"object": "list", "data": [{"id": self.model_id, "object": "model", "owned_by": "xinstruct"}]}),
             ),
             (&Method::POST, "/v1/completions" | "/v1/chat/completions") => {
+                let _counted = InFlight::new(&self.metrics);
                 let max = self.cfg.max_body_bytes;
                 let declared = req
                     .headers()
@@ -162,6 +219,7 @@ impl Server {
             .unwrap_or(Err(GenError::Closed));
         match out {
             Ok(c) => {
+                self.metrics.answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let choice = if chat {
                     json!({"index": 0, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish.as_str()})
                 } else {
@@ -243,7 +301,7 @@ pub fn parse_request(raw: &str, chat: bool) -> std::result::Result<GenRequest, S
         seed: v["seed"].as_u64().unwrap_or(0),
         ..SamplingParams::default()
     };
-    Ok(GenRequest { prompt, params })
+    Ok(GenRequest::new(prompt, params))
 }
 
 /// Binds, prints the address and serves (for the CLI).

@@ -78,6 +78,10 @@ pub struct RunSummary {
     pub model_busy_secs: f64,
     #[serde(default)]
     pub model_busy_fraction: f64,
+    /// The model servers the run's generators sent to (a pool's each): requests answered and
+    /// failed, and whether the server was out at the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerFigures>,
     pub operators: BTreeMap<String, OpStats>,
     /// The operator chain between read and write, in order.
     pub chain: Vec<String>,
@@ -88,6 +92,16 @@ pub struct RunSummary {
     /// The diversity selection per language after the run (languages it touched).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub diversity: BTreeMap<String, crate::diversify::LangFigures>,
+}
+
+/// One model server's share of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerFigures {
+    pub url: String,
+    pub answered: u64,
+    pub failed: u64,
+    /// Taken out (its breaker open) when the run ended.
+    pub down: bool,
 }
 
 /// The evaluator's discrimination in a run (`[evaluate] self_check_rate`): true pairs against
@@ -182,6 +196,22 @@ pub fn render(s: &RunSummary) -> String {
             s.wall_secs,
             100.0 * s.model_busy_fraction
         );
+    }
+    if s.servers.len() > 1 {
+        let each: Vec<String> = s
+            .servers
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} answered, {} failed{}",
+                    e.url,
+                    e.answered,
+                    e.failed,
+                    if e.down { " (down at the end)" } else { "" }
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "model servers: {}", each.join("; "));
     }
     if !s.operators.is_empty() {
         // Pipeline order: read first, write last, the chain between as it ran; an operator's

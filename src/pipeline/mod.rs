@@ -228,6 +228,18 @@ pub fn run(opts: RunOptions) -> Result<RunSummary> {
     summary.wall_secs = started.elapsed().as_secs_f64();
     summary.model_busy_secs = opts.progress.model_busy.busy().as_secs_f64();
     summary.model_busy_fraction = summary.model_busy_secs / summary.wall_secs.max(1e-9);
+    summary.servers = opts
+        .progress
+        .generators
+        .endpoints()
+        .into_iter()
+        .map(|e| crate::summary::ServerFigures {
+            url: e.url,
+            answered: e.answered,
+            failed: e.failed,
+            down: e.down_since.is_some(),
+        })
+        .collect();
     summary.workers = total_workers;
     Ok(summary)
 }

@@ -29,13 +29,13 @@ pub(super) fn load_lang_id(config: &Config) -> Result<Option<Arc<LangIdentifier>
 /// Opens the generator and the evaluator (the generator unless the config names another).
 pub(super) fn open_models(config: &Config) -> Result<(Arc<dyn Generator>, Arc<dyn Generator>)> {
     let cfg = &config.instruct;
-    let generator = crate::generation::open(&cfg.generator, &config.engine, &config.openai)
-        .with_context(|| format!("[instruct] generator = {:?}", cfg.generator))?;
+    let generator = crate::generation::open_ref(&cfg.generator, &config.engine, &config.openai)
+        .with_context(|| format!("[instruct] generator = {}", cfg.generator))?;
     let evaluator = if cfg.evaluator.is_empty() || cfg.evaluator == cfg.generator {
         generator.clone()
     } else {
-        crate::generation::open(&cfg.evaluator, &config.engine, &config.openai)
-            .with_context(|| format!("[instruct] evaluator = {:?}", cfg.evaluator))?
+        crate::generation::open_ref(&cfg.evaluator, &config.engine, &config.openai)
+            .with_context(|| format!("[instruct] evaluator = {}", cfg.evaluator))?
     };
     Ok((generator, evaluator))
 }

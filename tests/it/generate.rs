@@ -19,7 +19,7 @@ fn gemma(max_batch: usize) -> Arc<CandleGenerator> {
 }
 
 fn text(p: &str, max_new_tokens: usize) -> GenRequest {
-    GenRequest { prompt: Prompt::Text(p.to_string()), params: SamplingParams::greedy(max_new_tokens) }
+    GenRequest::new(Prompt::Text(p.to_string()), SamplingParams::greedy(max_new_tokens))
 }
 
 /// Mixed lengths and languages: the reverse-instruction prompt over sample responses.
@@ -88,7 +88,7 @@ fn batched_greedy_equals_one_by_one() {
 #[test]
 fn same_seed_same_sample_and_stop_strings_cut() {
     let params = SamplingParams { max_new_tokens: 16, seed: 7, ..SamplingParams::default() };
-    let req = GenRequest { prompt: Prompt::Text("Once upon a time".into()), params: params.clone() };
+    let req = GenRequest::new(Prompt::Text("Once upon a time".into()), params.clone());
     let a = gemma(4).generate(vec![req.clone(), req.clone()]);
     let (a0, a1) = (a[0].clone().unwrap(), a[1].clone().unwrap());
     assert_eq!(a0, a1, "same seed, same output, even in one batch");
@@ -150,6 +150,7 @@ fn chat_prompt_on_smollm2_llama_gguf_with_its_own_vocabulary() {
             content: "What is the capital of France?".into(),
         }]),
         params: SamplingParams::greedy(24),
+        affinity: None,
     };
     let out = gen.generate(vec![req]).pop().unwrap().unwrap();
     assert!(out.text.contains("Paris"), "{out:?}");
@@ -199,6 +200,32 @@ fn bad_model_files_get_clear_errors() {
 pub(crate) struct Served {
     child: std::process::Child,
     pub(crate) url: String,
+}
+
+impl Served {
+    /// Kills the server (SIGKILL): its connections drop, new ones are refused.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The server's `/metrics`: (requests in flight now, the most at once, answered).
+    pub(crate) fn metrics(&self) -> (u64, u64, u64) {
+        let addr = self.url.trim_start_matches("http://").trim_end_matches("/v1");
+        let (status, body) = http(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+        assert_eq!(status, 200, "{body}");
+        let value = |name: &str| -> u64 {
+            body.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {body}"))
+        };
+        (
+            value("xinst_requests_in_flight"),
+            value("xinst_requests_in_flight_max"),
+            value("xinst_requests_answered_total"),
+        )
+    }
 }
 
 impl Drop for Served {
@@ -301,6 +328,7 @@ fn openai_client_against_xinst_serve() {
     let chat = GenRequest {
         prompt: Prompt::Chat(vec![Message { role: "user".into(), content: "Say hello.".into() }]),
         params: SamplingParams::greedy(8),
+        affinity: None,
     };
     let c = http.generate(vec![chat]).pop().unwrap().unwrap();
     assert!(c.completion_tokens > 0 && c.prompt_tokens > 5, "{c:?}");
@@ -322,6 +350,77 @@ fn openai_client_against_xinst_serve() {
         Err(GenError::Http { status: 429, .. }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// A pool of two real servers: requests spread over both, each server's limit holds (measured
+/// at the servers), and a server killed mid-run loses nothing: its requests fail over to the
+/// other, whose answers equal the pool's before the kill (greedy decoding, one engine).
+#[test]
+fn a_pool_spreads_requests_holds_each_servers_limit_and_loses_nothing_when_one_is_killed() {
+    let (mut a, b) = (serve(), serve());
+    let pool = Arc::new(
+        OpenAiGenerator::pool(
+            OpenAiConfig {
+                model: "gemma-3-270m".into(),
+                concurrency: 2,
+                retries: 1,
+                backoff_ms: 50,
+                breaker_failures: 2,
+                ..OpenAiConfig::default()
+            },
+            vec![a.url.clone(), b.url.clone()],
+        )
+        .unwrap(),
+    );
+    let requests = |n: usize, affinity: bool| -> Vec<GenRequest> {
+        (0..n)
+            .map(|i| GenRequest {
+                affinity: affinity.then_some(i as u64 % 5),
+                ..text(&format!("Item {i}: the best thing about the number {i} is"), 8)
+            })
+            .collect()
+    };
+    // Two callers at once, as two generate operators would be.
+    let run = |reqs: Vec<GenRequest>| -> Vec<String> {
+        let half = reqs.len() / 2;
+        let (first, second) = (reqs[..half].to_vec(), reqs[half..].to_vec());
+        let callers: Vec<_> = [first, second]
+            .into_iter()
+            .map(|part| {
+                let pool = pool.clone();
+                std::thread::spawn(move || pool.generate(part))
+            })
+            .collect();
+        callers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .map(|r| r.expect("every request answered").text)
+            .collect()
+    };
+    let want = run(requests(24, false));
+    let (ma, mb) = (a.metrics(), b.metrics());
+    assert_eq!(ma.2 + mb.2, 24, "{ma:?} {mb:?}");
+    assert!(ma.2 >= 6 && mb.2 >= 6, "least-outstanding routing spreads the requests: {ma:?} {mb:?}");
+    assert!(ma.1 <= 2 && mb.1 <= 2, "at most concurrency = 2 in flight at each server: {ma:?} {mb:?}");
+    assert_eq!(pool.endpoints().iter().map(|e| e.answered).sum::<u64>(), 24);
+
+    // Again with document keys, and server a killed once it has answered two more.
+    let before = ma.2;
+    let killer = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while a.metrics().2 < before + 2 && started.elapsed() < std::time::Duration::from_secs(120) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        a.kill();
+        a
+    });
+    let got = run(requests(24, true));
+    let _a = killer.join().unwrap();
+    assert_eq!(got, want, "nothing lost and nothing changed by the fail-over");
+    let states = pool.endpoints();
+    assert!(states[0].failed >= 1, "requests out at a when it died failed there: {states:?}");
+    assert!(b.metrics().2 > mb.2 + 12, "b took over a's share: {:?}", b.metrics());
+    assert!(b.metrics().1 <= 2, "b's limit held through the fail-over: {:?}", b.metrics());
 }
 
 #[test]
@@ -381,10 +480,10 @@ mod operator {
                     if d.text.is_empty() {
                         return Err(("no_text", format!("{} has no text", d.id)));
                     }
-                    Ok(GenRequest {
-                        prompt: Prompt::Text(format!("Text: {}\nQuestion:", d.text)),
-                        params: SamplingParams::greedy(8),
-                    })
+                    Ok(GenRequest::new(
+                        Prompt::Text(format!("Text: {}\nQuestion:", d.text)),
+                        SamplingParams::greedy(8),
+                    ))
                 })
                 .inner
                 .inspect(move |((d, r), _t, diff)| sink.borrow_mut().push((d.id.clone(), r.clone(), *diff)))
@@ -440,7 +539,7 @@ mod operator {
                     .generate_named("slow", &op, &stats, |d: &Doc| {
                         let mut params = SamplingParams::greedy(48);
                         params.ignore_eos = true;
-                        Ok(GenRequest { prompt: Prompt::Text(d.text.clone()), params })
+                        Ok(GenRequest::new(Prompt::Text(d.text.clone()), params))
                     })
                     .inner
                     .probe_with(&gen_probe);
@@ -609,10 +708,10 @@ fn constrained_verdicts_from_the_bundled_model_always_parse() {
             let mut params = SamplingParams::greedy(64);
             params.stop = vec!["###".into(), "\n\n".into()];
             params.constraint = Some(Constraint::Verdict);
-            reqs.push(GenRequest {
-                prompt: template.prompt(&[("instruction", instruction), ("text", &text)]),
+            reqs.push(GenRequest::new(
+                template.prompt(&[("instruction", instruction), ("text", &text)]),
                 params,
-            });
+            ));
         }
     }
     let out = g.generate(reqs);

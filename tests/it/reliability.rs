@@ -88,10 +88,15 @@ fn corpus(dir: &Path) {
 }
 
 fn config(path: &Path, url: &str, memo: &Path, max_outage_secs: u64) {
+    config_toml(path, &format!("{url:?}"), memo, max_outage_secs)
+}
+
+/// `generator` as a TOML value (a string, or an array for a pool).
+fn config_toml(path: &Path, generator: &str, memo: &Path, max_outage_secs: u64) {
     std::fs::write(
         path,
         format!(
-            "[instruct]\ngenerator = {url:?}\nmemo_path = {:?}\n[reverse_instruction]\ntemplate = \"fewshot\"\n\
+            "[instruct]\ngenerator = {generator}\nmemo_path = {:?}\n[reverse_instruction]\ntemplate = \"fewshot\"\n\
              [openai]\nmodel = \"gemma-3-270m\"\nretries = 1\nbackoff_ms = 50\nbreaker_failures = 2\n\
              max_outage_secs = {max_outage_secs}\n",
             memo.display().to_string()
@@ -173,6 +178,52 @@ fn a_model_outage_is_pending_work_that_the_next_run_completes() {
     // Nothing waits: the next run has nothing to do.
     let (_, s) = run_xinst(i, out.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
     assert_eq!(s["shards_processed"], 0);
+}
+
+/// A pool of two real servers, one killed once it has answered a request of the run: the run
+/// ends clean (nothing awaits the model, no model reject) and its dataset equals a run against
+/// one server; the summary gives each server's share.
+#[test]
+fn a_pool_server_killed_mid_run_loses_nothing() {
+    let (a, b) = (crate::generate::serve(), crate::generate::serve());
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    corpus(&input);
+    let i = input.to_str().unwrap();
+    let cfg = tmp.path().join("x.toml");
+    let reference = tmp.path().join("reference");
+    config(&cfg, &a.url, &tmp.path().join("memo-a.redb"), 60);
+    run_xinst(i, reference.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
+    let want = strip(pairs(&reference));
+    assert!(!want.is_empty(), "the reference run made no pair: {:?}", read_rejects(&reference));
+
+    let (urls, before) = ([a.url.clone(), b.url.clone()], [a.metrics().2, b.metrics().2]);
+    config_toml(&cfg, &format!("[{:?}, {:?}]", urls[0], urls[1]), &tmp.path().join("memo-b.redb"), 60);
+    let killer = std::thread::spawn(move || {
+        let mut servers = [a, b];
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(300) {
+            if let Some(k) = (0..2).find(|&k| servers[k].metrics().2 > before[k]) {
+                servers[k].kill();
+                return (k, servers);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no server answered a request of the run");
+    });
+    let out = tmp.path().join("out");
+    let (o, s) = run_xinst(i, out.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
+    let (killed, _servers) = killer.join().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(s["awaiting_model"], 0, "{err}");
+    assert_eq!(strip(pairs(&out)), want, "{err}");
+    assert_eq!(reasons(&out), reasons(&reference));
+    let servers = s["servers"].as_array().unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(servers.len(), 2, "{s}");
+    assert!(servers[killed]["answered"].as_u64().unwrap() >= 1, "{s}");
+    let answered: u64 = servers.iter().map(|e| e["answered"].as_u64().unwrap()).sum();
+    assert_eq!(answered, calls(&s), "every model call was answered by one of the servers: {s}");
+    assert!(err.contains("model servers: ") && err.contains(&urls[killed]), "{err}");
 }
 
 /// A WARC record as Common Crawl's WET files have them.

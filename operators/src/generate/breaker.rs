@@ -75,6 +75,12 @@ impl Breaker {
         Admit::Wait(POLL.min(open.next_probe.saturating_duration_since(now)).max(Duration::from_millis(10)))
     }
 
+    /// Whether the breaker is open and a probe may go now (what [`Breaker::admit`] would
+    /// answer `Probe` to, without taking the probe).
+    pub fn probe_due(&self, now: Instant) -> bool {
+        self.open.as_ref().is_some_and(|o| !o.probing && now >= o.next_probe)
+    }
+
     /// The server answered (any answer the request itself may be blamed for counts).
     pub fn success(&mut self) {
         self.consecutive = 0;

@@ -219,10 +219,7 @@ mod tests {
     use crate::generate::{FinishReason, Prompt, SamplingParams};
 
     fn req(p: &str, seed: u64) -> GenRequest {
-        GenRequest {
-            prompt: Prompt::Text(p.into()),
-            params: SamplingParams { seed, ..SamplingParams::default() },
-        }
+        GenRequest::new(Prompt::Text(p.into()), SamplingParams { seed, ..SamplingParams::default() })
     }
 
     #[test]

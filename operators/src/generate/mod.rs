@@ -8,6 +8,7 @@ pub mod engine;
 pub mod memo;
 pub mod model;
 pub mod openai;
+pub mod pool;
 pub mod operator;
 pub mod sampling;
 pub mod template;
@@ -52,6 +53,16 @@ impl Prompt {
 pub struct GenRequest {
     pub prompt: Prompt,
     pub params: SamplingParams,
+    /// Requests with the same key (one document's stages) go to the same server of a pool
+    /// where its load allows ([`pool`]), so the server's prefix cache reuses the document.
+    /// Not part of the memo key: it says where, not what.
+    pub affinity: Option<u64>,
+}
+
+impl GenRequest {
+    pub fn new(prompt: Prompt, params: SamplingParams) -> GenRequest {
+        GenRequest { prompt, params, affinity: None }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +202,11 @@ pub trait Generator: Send + Sync {
     /// bar naming it, how long, and the last error.
     fn outage(&self) -> Option<String> {
         None
+    }
+    /// The servers behind the generator and their state (a pool of OpenAI-compatible servers;
+    /// empty for the in-process engine).
+    fn endpoints(&self) -> Vec<pool::EndpointState> {
+        Vec::new()
     }
 }
 

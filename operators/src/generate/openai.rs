@@ -1,18 +1,22 @@
 //! A client for OpenAI-compatible servers (vLLM, TGI, llama.cpp server, Ollama, `xinst serve`):
-//! `/v1/completions` for text prompts and `/v1/chat/completions` for chat prompts, a limit on
-//! requests in flight (one semaphore per generator, so it holds across every operator and
-//! caller thread of the process that shares it), a timeout per request, and retries with
+//! `/v1/completions` for text prompts and `/v1/chat/completions` for chat prompts, one server
+//! or a pool of servers serving the same model ([`super::pool`]: least outstanding requests,
+//! a document's requests kept on one server, per-server health), limits on requests in flight
+//! per server and over the pool (semaphores per generator, so they hold across every operator
+//! and caller thread of the process that shares it), a timeout per request, retries with
 //! exponential backoff and full jitter on 429, 5xx, timeouts and connection errors (honouring
-//! `Retry-After` up to a cap), and a circuit breaker ([`super::breaker`]): when the server is
-//! down, requests wait for it (one probe at a time) instead of failing one by one.
+//! `Retry-After` up to a cap), a failed request tried on another server first, and a circuit
+//! breaker per server ([`super::breaker`]): when every server is down, requests wait for one
+//! to come back (one probe at a time each) instead of failing one by one.
 
-use super::breaker::{Admit, Breaker, BreakerConfig};
+use super::breaker::BreakerConfig;
+use super::pool::{Done, EndpointState, Route, Router};
 use super::{Completion, FinishReason, GenError, GenOutcome, GenRequest, Generator, Prompt};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,8 +27,10 @@ pub struct OpenAiConfig {
     pub model: String,
     /// Environment variable holding the API key (sent as a bearer token when set).
     pub api_key_env: String,
-    /// Requests in flight at most, over all operators and threads of the process.
+    /// Requests in flight at most per server, over all operators and threads of the process.
     pub concurrency: usize,
+    /// Requests in flight at most over a pool of servers (0: `concurrency` × servers).
+    pub pool_concurrency: usize,
     pub timeout_secs: u64,
     /// Retries after the first attempt.
     pub retries: u32,
@@ -52,6 +58,7 @@ impl Default for OpenAiConfig {
             model: String::new(),
             api_key_env: "OPENAI_API_KEY".into(),
             concurrency: 8,
+            pool_concurrency: 0,
             timeout_secs: 120,
             retries: 4,
             backoff_ms: 500,
@@ -68,16 +75,31 @@ pub struct OpenAiGenerator {
     client: reqwest::Client,
     rt: tokio::runtime::Runtime,
     key: Option<String>,
-    /// Permits for requests in flight (`concurrency`); held while a request is out, not while
-    /// it waits to be retried.
+    /// The servers' base URLs (`http://host:port/v1`), in the order the router numbers them.
+    urls: Vec<String>,
+    /// Permits for requests in flight over the pool (`pool_concurrency`), then per server
+    /// (`concurrency`); held while a request is out, not while it waits to be retried.
     in_flight: Arc<tokio::sync::Semaphore>,
-    breaker: std::sync::Mutex<Breaker>,
+    total_limit: usize,
+    per_server: Vec<Arc<tokio::sync::Semaphore>>,
+    router: std::sync::Mutex<Router>,
     /// Requests sent, including retries (for stats and tests).
     pub attempts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl OpenAiGenerator {
+    /// A client of the one server at `cfg.base_url`.
     pub fn new(cfg: OpenAiConfig) -> Result<OpenAiGenerator, GenError> {
+        let url = cfg.base_url.clone();
+        OpenAiGenerator::pool(cfg, vec![url])
+    }
+
+    /// A client of a pool of servers serving the same model (`urls`: their base URLs).
+    pub fn pool(cfg: OpenAiConfig, urls: Vec<String>) -> Result<OpenAiGenerator, GenError> {
+        let urls: Vec<String> = urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect();
+        if urls.is_empty() {
+            return Err(GenError::Model("a pool of model servers needs at least one URL".into()));
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(10))
@@ -89,23 +111,61 @@ impl OpenAiGenerator {
             .build()
             .map_err(|e| GenError::Model(e.to_string()))?;
         let key = std::env::var(&cfg.api_key_env).ok().filter(|k| !k.is_empty());
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
-        let breaker = std::sync::Mutex::new(Breaker::new(BreakerConfig {
+        let per = cfg.concurrency.max(1);
+        let total_limit = match cfg.pool_concurrency {
+            0 => per * urls.len(),
+            n => n,
+        };
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(total_limit));
+        let per_server = urls.iter().map(|_| Arc::new(tokio::sync::Semaphore::new(per))).collect();
+        let breaker = BreakerConfig {
             failures: cfg.breaker_failures,
             max_outage: Duration::from_secs(cfg.max_outage_secs),
             probe_interval: Duration::from_secs(1),
             max_probe_interval: Duration::from_secs(30),
-        }));
-        Ok(OpenAiGenerator { cfg, client, rt, key, in_flight, breaker, attempts: Default::default() })
+        };
+        let router = std::sync::Mutex::new(Router::new(urls.clone(), per, breaker));
+        Ok(OpenAiGenerator {
+            cfg,
+            client,
+            rt,
+            key,
+            urls,
+            in_flight,
+            total_limit,
+            per_server,
+            router,
+            attempts: Default::default(),
+        })
     }
 
-    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|e| e.into_inner())
+    fn router(&self) -> std::sync::MutexGuard<'_, Router> {
+        self.router.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The server's first model id from `GET /models`; a clear error when unreachable.
+    /// The servers' base URLs.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The model id of the first server that answers `GET /models` (each server's first id);
+    /// a clear error naming the first server when none answers.
     pub fn discover_model(&self) -> Result<String, GenError> {
-        let url = format!("{}/models", self.cfg.base_url.trim_end_matches('/'));
+        let mut first_error = None;
+        for base in &self.urls {
+            match self.model_of(base) {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(GenError::Closed))
+    }
+
+    /// The first model id of the server at `base` (`GET {base}/models`).
+    pub fn model_of(&self, base: &str) -> Result<String, GenError> {
+        let url = format!("{base}/models");
         self.rt.block_on(async {
             let mut req = self.client.get(&url);
             if let Some(k) = &self.key {
@@ -126,9 +186,9 @@ impl OpenAiGenerator {
         })
     }
 
-    fn body(&self, req: &GenRequest) -> (String, Value) {
+    /// The request's path under a server's base URL and its JSON body.
+    fn body(&self, req: &GenRequest) -> (&'static str, Value) {
         let p = &req.params;
-        let base = self.cfg.base_url.trim_end_matches('/');
         let mut body = json!({
             "model": self.cfg.model,
             "max_tokens": p.max_new_tokens,
@@ -163,11 +223,11 @@ impl OpenAiGenerator {
         match &req.prompt {
             Prompt::Text(t) => {
                 body["prompt"] = json!(t);
-                (format!("{base}/completions"), body)
+                ("completions", body)
             }
             Prompt::Chat(m) => {
                 body["messages"] = json!(m);
-                (format!("{base}/chat/completions"), body)
+                ("chat/completions", body)
             }
         }
     }
@@ -197,33 +257,39 @@ impl OpenAiGenerator {
         if req.prompt.is_empty() {
             return Err(GenError::EmptyPrompt);
         }
-        let (url, body) = self.body(&req);
-        let mut attempt = 0;
+        let (path, body) = self.body(&req);
+        let servers = self.urls.len();
+        // Retries (with backoff) and fail-overs (at once, to another server that is up) since
+        // the last backoff; the server the request last failed on.
+        let (mut attempt, mut failovers, mut avoid) = (0, 0, None);
         loop {
-            let admitted = self.breaker().admit(std::time::Instant::now());
-            let probe = match admitted {
-                Admit::Send => false,
-                Admit::Probe => true,
-                Admit::Wait(d) => {
+            let Ok(pool_permit) = self.in_flight.acquire().await else { return Err(GenError::Closed) };
+            let route = self.router().route(Instant::now(), req.affinity, avoid);
+            let (server, probe) = match route {
+                Route::Send { endpoint, probe } => (endpoint, probe),
+                Route::Wait(d) => {
+                    drop(pool_permit);
                     tokio::time::sleep(d).await;
                     continue;
                 }
-                Admit::FailFast(detail) => return Err(GenError::Unreachable { url, detail }),
-            };
-            let permit = match self.in_flight.acquire().await {
-                Ok(p) => p,
-                Err(_) => {
-                    if probe {
-                        self.breaker().probe_abandoned();
-                    }
-                    return Err(GenError::Closed);
+                Route::FailFast(detail) => {
+                    let url = match servers {
+                        1 => format!("{}/{path}", self.urls[0]),
+                        _ => self.urls.join(", "),
+                    };
+                    return Err(GenError::Unreachable { url, detail });
                 }
             };
+            let url = format!("{}/{path}", self.urls[server]);
+            let Ok(server_permit) = self.per_server[server].acquire().await else {
+                self.router().done(server, probe, Instant::now(), Done::Abandoned);
+                return Err(GenError::Closed);
+            };
             let sent = self.once(&url, &body).await;
-            drop(permit);
+            drop((server_permit, pool_permit));
             let (e, retry_after) = match sent {
                 Ok(mut c) => {
-                    self.breaker().success();
+                    self.router().done(server, probe, Instant::now(), Done::Answered);
                     if let Some(at) = super::sampling::find_stop(&c.text, &req.params.stop) {
                         c.text.truncate(at);
                         c.finish = super::FinishReason::Stop;
@@ -234,19 +300,26 @@ impl OpenAiGenerator {
             };
             if !e.transient() {
                 // The server answered; the request was at fault.
-                self.breaker().success();
+                self.router().done(server, probe, Instant::now(), Done::Answered);
                 return Err(e);
             }
-            let down = {
-                let mut breaker = self.breaker();
-                breaker.failure(std::time::Instant::now(), probe, &e.to_string());
-                breaker.down_since().is_some()
+            let (pool_down, other_up) = {
+                let mut router = self.router();
+                router.done(server, probe, Instant::now(), Done::Failed(&e.to_string()));
+                let this_up = !router.is_down(server) as usize;
+                (router.down_since().is_some(), router.up() > this_up)
             };
-            if down {
-                // The server looks down: wait for it with the others rather than fail now (the
-                // breaker fails the wait after max_outage_secs); once it is back the request
-                // gets its retries again.
-                attempt = 0;
+            avoid = Some(server);
+            if pool_down {
+                // Every server looks down: wait for one with the others rather than fail now
+                // (the router fails the wait after max_outage_secs); once one is back the
+                // request gets its retries again.
+                (attempt, failovers) = (0, 0);
+                continue;
+            }
+            if other_up && failovers < servers {
+                // Another server is up: try it now rather than wait out a backoff here.
+                failovers += 1;
                 continue;
             }
             if e.retryable() && attempt < self.cfg.retries {
@@ -256,7 +329,7 @@ impl OpenAiGenerator {
                 let wait = retry_after.map_or(Duration::from_millis(jitter), |d| d.min(cap_after));
                 tracing::debug!("retrying {url} in {wait:?} after: {e}");
                 tokio::time::sleep(wait).await;
-                attempt += 1;
+                (attempt, failovers) = (attempt + 1, 0);
                 continue;
             }
             return Err(e);
@@ -309,8 +382,13 @@ pub fn parse_completion(text: &str) -> Result<Completion, String> {
 }
 
 impl Generator for OpenAiGenerator {
+    /// One server: its URL and model id. A pool: the model id only, so that adding or
+    /// removing a server keeps the memo and the dataset (the servers must serve one model).
     fn fingerprint(&self) -> String {
-        format!("openai:{}:{}", self.cfg.base_url, self.cfg.model)
+        match self.urls.as_slice() {
+            [one] => format!("openai:{one}:{}", self.cfg.model),
+            _ => format!("openai-pool:{}", self.cfg.model),
+        }
     }
     fn name(&self) -> String {
         self.cfg.model.clone()
@@ -319,19 +397,20 @@ impl Generator for OpenAiGenerator {
         self.cfg.structured_output
     }
     fn outage(&self) -> Option<String> {
-        let b = self.breaker();
-        b.down_since().map(|since| {
-            format!(
-                "model server {} down for {} s ({})",
-                self.cfg.base_url,
-                since.elapsed().as_secs(),
-                b.last_error()
-            )
-        })
+        let router = self.router();
+        let since = router.down_since()?;
+        let which = match self.urls.as_slice() {
+            [one] => format!("model server {one}"),
+            all => format!("every model server of the pool ({})", all.len()),
+        };
+        Some(format!("{which} down for {} s ({})", since.elapsed().as_secs(), router.last_error()))
+    }
+    fn endpoints(&self) -> Vec<EndpointState> {
+        self.router().states()
     }
     fn generate(&self, batch: Vec<GenRequest>) -> Vec<GenOutcome> {
         use futures_util::StreamExt;
-        let limit = self.cfg.concurrency.max(1);
+        let limit = self.total_limit;
         self.rt.block_on(async {
             let mut results: Vec<(usize, GenOutcome)> =
                 futures_util::stream::iter(batch.into_iter().enumerate())

@@ -11,7 +11,7 @@
 //!
 //! A bounded chain of `generate` operators (one per attempt); holds nothing beyond them.
 
-use super::models::{doc_seed, language_name, prompt_safe, prompt_text, StageModels};
+use super::models::{doc_affinity, doc_seed, language_name, prompt_safe, prompt_text, StageModels};
 use super::prompt::{BuiltIn, Specials, Template, TemplateChoice};
 use super::self_check::{in_sample, judged, twins_of};
 use super::verdict::{parse_evaluation, verdict_schema, EvalIssue, Evaluation, Label};
@@ -97,6 +97,7 @@ impl EvaluateConfig {
         GenRequest {
             prompt: template.prompt(&[("instruction", &instruction), ("text", &text), ("language", &lang)]),
             params,
+            affinity: doc_affinity(doc),
         }
     }
 }

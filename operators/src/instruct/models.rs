@@ -55,6 +55,11 @@ pub fn doc_seed(doc: &Doc, salt: u64) -> u64 {
     xxh3_64_with_seed(doc.id.as_bytes(), salt)
 }
 
+/// The key that keeps a document's requests on one server of a pool (every stage's).
+pub fn doc_affinity(doc: &Doc) -> Option<u64> {
+    Some(xxh3_64_with_seed(doc.id.as_bytes(), 0xaf))
+}
+
 /// Whether the document falls in the `rate` fraction picked for generation (by its id, so the
 /// same documents are picked on every run).
 pub fn sampled(doc: &Doc, rate: f64) -> bool {

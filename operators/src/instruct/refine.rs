@@ -15,7 +15,7 @@
 
 use super::cross_check::{check_pair, CrossCheckConfig};
 use super::evaluate::{Evaluate, EvaluateConfig};
-use super::models::{language_name, prompt_safe, prompt_text, StageModels};
+use super::models::{doc_affinity, language_name, prompt_safe, prompt_text, StageModels};
 use super::prompt::{BuiltIn, Template, TemplateChoice};
 use super::reverse::{accept_instruction, echo_sources, ReverseConfig};
 use super::verdict::{verdict_rank, Label};
@@ -198,6 +198,7 @@ impl<'s> Refine<'s> for VecCollection<'s, Epoch, Doc> {
                                 ("language", &language_name(doc)),
                             ]),
                             params: reverse.params(doc, round as u64),
+                            affinity: doc_affinity(doc),
                         }
                     }
                 })

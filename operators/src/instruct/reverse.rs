@@ -7,7 +7,7 @@
 //! Holds nothing per document beyond what `generate` holds (requests in flight and the results
 //! given, for retractions).
 
-use super::models::{doc_seed, language_name, prompt_text, sampled, StageModels};
+use super::models::{doc_affinity, doc_seed, language_name, prompt_text, sampled, StageModels};
 use super::prompt::{
     clean_instruction, BuiltIn, InstructionBounds, Specials, Template, TemplateChoice, REVERSE_PAPER,
 };
@@ -68,6 +68,7 @@ impl ReverseConfig {
         GenRequest {
             prompt: template.prompt(&[("text", &text), ("language", &lang)]),
             params: self.params(doc, salt),
+            affinity: doc_affinity(doc),
         }
     }
 

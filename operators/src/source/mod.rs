@@ -202,6 +202,30 @@ impl Generators {
     pub fn outage(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().find_map(|g| g.outage())
     }
+
+    /// The servers of every watched generator.
+    pub fn endpoints(&self) -> Vec<crate::generate::pool::EndpointState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().flat_map(|g| g.endpoints()).collect()
+    }
+
+    /// A short line on the pools' servers for the progress bar (`servers 1/2 up, 3+0 out,
+    /// 127.0.0.1:8001 down 12 s`); `None` without a pool of more than one server.
+    pub fn pool_line(&self) -> Option<String> {
+        let servers = self.endpoints();
+        if servers.len() < 2 {
+            return None;
+        }
+        let up = servers.iter().filter(|s| s.down_since.is_none()).count();
+        let out: Vec<String> = servers.iter().map(|s| s.outstanding.to_string()).collect();
+        let mut line = format!("servers {up}/{} up, {} out", servers.len(), out.join("+"));
+        for s in servers.iter().filter(|s| s.down_since.is_some()) {
+            let host = s.url.trim_start_matches("http://").trim_start_matches("https://");
+            let host = host.split('/').next().unwrap_or(host);
+            let secs = s.down_since.map_or(0, |t| t.elapsed().as_secs());
+            line.push_str(&format!(", {host} down {secs} s"));
+        }
+        Some(line)
+    }
 }
 
 /// Counts raw bytes as a decoder pulls them from the file.
