@@ -352,6 +352,28 @@ mod tests {
     }
 
     #[test]
+    fn a_model_is_a_name_or_a_pool_of_server_urls() {
+        let one = Config::from_toml("[instruct]\ngenerator = \"http://a:8000/v1\"\n", "x.toml").unwrap();
+        assert_eq!(one.instruct.generator, ModelRef::one("http://a:8000/v1"));
+        assert!(one.instruct.evaluator.is_empty());
+        let pool = Config::from_toml(
+            "[instruct]\ngenerator = [\"http://a:8000/v1\", \"http://b:8000/v1\"]\nevaluator = \"\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(pool.instruct.generator.0, vec!["http://a:8000/v1", "http://b:8000/v1"]);
+        pool.validate().unwrap();
+        // Written back the same way: a string for one model, an array for a pool.
+        let text = toml::to_string(&pool.instruct).unwrap();
+        assert!(text.contains("generator = [\"http://a:8000/v1\", \"http://b:8000/v1\"]"), "{text}");
+        assert!(text.contains("evaluator = \"\""), "{text}");
+        let err = Config::from_toml("[instruct]\ngenerator = [\"http://a/v1\", \"gemma-3-270m\"]\n", "x.toml")
+            .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("\"gemma-3-270m\" in a pool is not an http(s):// URL"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let err = Config::from_toml("[source]\ntext_feild = \"body\"\n", "x.toml").unwrap_err();
         assert!(format!("{err:#}").contains("text_feild"), "{err:#}");
