@@ -57,10 +57,8 @@ fn main() {
         let engine = EngineConfig { max_batch: batch, ..EngineConfig::default() };
         let gen = CandleGenerator::load(&dir, "gemma-3-270m", &engine).expect("load");
         let params = SamplingParams { ignore_eos: true, ..SamplingParams::greedy(new_tokens) };
-        let reqs: Vec<GenRequest> = prompts
-            .iter()
-            .map(|p| GenRequest::new(Prompt::Text(p.clone()), params.clone()))
-            .collect();
+        let reqs: Vec<GenRequest> =
+            prompts.iter().map(|p| GenRequest::new(Prompt::Text(p.clone()), params.clone())).collect();
         gen.generate(vec![GenRequest::new(Prompt::Text("warm up".into()), SamplingParams::greedy(2))]);
         let t = Instant::now();
         let out = gen.generate(reqs);

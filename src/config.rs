@@ -367,8 +367,9 @@ mod tests {
         let text = toml::to_string(&pool.instruct).unwrap();
         assert!(text.contains("generator = [\"http://a:8000/v1\", \"http://b:8000/v1\"]"), "{text}");
         assert!(text.contains("evaluator = \"\""), "{text}");
-        let err = Config::from_toml("[instruct]\ngenerator = [\"http://a/v1\", \"gemma-3-270m\"]\n", "x.toml")
-            .unwrap_err();
+        let err =
+            Config::from_toml("[instruct]\ngenerator = [\"http://a/v1\", \"gemma-3-270m\"]\n", "x.toml")
+                .unwrap_err();
         let err = format!("{err:#}");
         assert!(err.contains("\"gemma-3-270m\" in a pool is not an http(s):// URL"), "{err}");
     }

@@ -29,7 +29,11 @@ pub fn open(model: &str, engine: &EngineConfig, openai: &OpenAiConfig) -> Result
 }
 
 /// Opens what the config names: one model, or a pool of OpenAI-compatible servers.
-pub fn open_ref(model: &ModelRef, engine: &EngineConfig, openai: &OpenAiConfig) -> Result<Arc<dyn Generator>> {
+pub fn open_ref(
+    model: &ModelRef,
+    engine: &EngineConfig,
+    openai: &OpenAiConfig,
+) -> Result<Arc<dyn Generator>> {
     match model.0.as_slice() {
         [] => Err(anyhow!("no model named")),
         [one] => open(one, engine, openai),

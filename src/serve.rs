@@ -78,10 +78,17 @@ impl Metrics {
                 "The most completion requests handled at once since the start.",
                 &self.most_in_flight,
             ),
-            ("xinst_requests_answered_total", "counter", "Completion requests answered with 200.", &self.answered),
+            (
+                "xinst_requests_answered_total",
+                "counter",
+                "Completion requests answered with 200.",
+                &self.answered,
+            ),
         ]
         .iter()
-        .map(|(name, kind, help, v)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n", v.load(SeqCst)))
+        .map(|(name, kind, help, v)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n", v.load(SeqCst))
+        })
         .collect()
     }
 }
@@ -242,6 +249,7 @@ impl Server {
                             "completion_tokens": c.completion_tokens,
                             "total_tokens": c.prompt_tokens + c.completion_tokens,
                             "truncated_prompt_tokens": c.truncated_prompt_tokens,
+                            "prompt_tokens_details": {"cached_tokens": c.cached_prompt_tokens},
                         }
                     }),
                 )

@@ -70,6 +70,62 @@ fn greedy_output_is_stable() {
     assert_eq!(out.prompt_tokens, 6, "BOS + 5 tokens");
 }
 
+/// Shared-prefix reuse is exact: prompts that share a few-shot header (4 blocks of 64 tokens)
+/// give the same greedy tokens with the prefix cache as without it, one at a time and batched,
+/// while the cache spares the shared blocks' prefill.
+#[test]
+fn prefix_reuse_gives_the_same_tokens_and_skips_the_shared_prefill() {
+    let texts: Vec<String> = prompts()
+        .iter()
+        .map(|p| p.split("### Text:\n").nth(1).unwrap().split("\n\n").next().unwrap().to_string())
+        .collect();
+    let header = format!(
+        "Below is a text that describes a candidate output. Write an English instruction that can take the \
+         given text as an appropriate answer.\n\n### Text:\n{}\n\n### English Instruction: Describe the right to \
+         rest and leisure.\n\n### Text:\n{}\n\n### English Instruction: What does the declaration say about \
+         equality before the law?\n\n### Text:\n{}\n\n### English Instruction: Which freedom of movement does \
+         everyone have?\n\n### Text:\n{}\n\n### English Instruction: Explain the right to paid holidays.\n\n",
+        texts[0], texts[3], texts[4], texts[1]
+    );
+    let reqs: Vec<GenRequest> = texts
+        .iter()
+        .map(|t| text(&format!("{header}### Text:\n{t}\n\n### English Instruction:"), 20))
+        .collect();
+    let engine = |mib: usize, max_batch: usize| {
+        open_local(
+            "gemma-3-270m",
+            &EngineConfig { max_batch, prefix_cache_mib: mib, ..EngineConfig::default() },
+        )
+        .unwrap()
+    };
+    let one_by_one = |g: &CandleGenerator| -> Vec<xinstruct_operators::generate::Completion> {
+        reqs.iter().map(|r| g.generate(vec![r.clone()]).pop().unwrap().unwrap()).collect()
+    };
+    let plain = one_by_one(&engine(0, 1));
+    assert!(plain.iter().all(|c| c.cached_prompt_tokens == 0));
+    assert!(plain[0].prompt_tokens > 4 * 64 + 20, "the header spans 4 blocks: {}", plain[0].prompt_tokens);
+
+    let cached = engine(256, 1);
+    let reused = one_by_one(&cached);
+    let texts_of = |v: &[xinstruct_operators::generate::Completion]| {
+        v.iter().map(|c| c.text.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(texts_of(&reused), texts_of(&plain), "the same tokens with the cache");
+    assert_eq!(reused[0].cached_prompt_tokens, 0, "the first prompt finds nothing");
+    for c in &reused[1..] {
+        assert!(c.cached_prompt_tokens >= 4 * 64, "the header's blocks came from the cache: {c:?}");
+    }
+    let saved = cached.stats.prompt_tokens_cached.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(saved, reused.iter().map(|c| c.cached_prompt_tokens as u64).sum::<u64>());
+
+    // Batched, next to each other, after one prompt warmed the cache: the same tokens again.
+    let batched = engine(256, 4);
+    batched.generate(vec![reqs[0].clone()]);
+    let out: Vec<_> = batched.generate(reqs.clone()).into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(texts_of(&out), texts_of(&plain));
+    assert!(out.iter().all(|c| c.cached_prompt_tokens >= 4 * 64), "{out:?}");
+}
+
 #[test]
 fn batched_greedy_equals_one_by_one() {
     let reqs: Vec<GenRequest> = prompts().iter().map(|p| text(p, 24)).collect();

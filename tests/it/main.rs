@@ -10,6 +10,7 @@ mod filters;
 mod generate;
 mod incremental;
 mod instruct;
+mod interop;
 mod reliability;
 mod report;
 mod s3;

@@ -7,12 +7,14 @@
 //! sequences at once so waiting prompts take them.
 
 use super::constrain::{Constraint, VerdictState, VerdictTokens};
-use super::model::{Model, SeqCache};
+use super::model::{KvBlock, Model, SeqCache};
+use super::prefix::{PrefixCache, BLOCK};
 use super::sampling::Sampler;
 use super::template::ChatTemplate;
 use super::{Completion, FinishReason, GenError, GenOutcome, GenRequest, Generator, Prompt};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +38,9 @@ pub struct EngineConfig {
     pub max_context: usize,
     /// Same tokens for a sequence whatever shares its batch (see `model::fast_qmatmul`).
     pub batch_invariant: bool,
+    /// Memory for the KV of recent prompt prefixes, reused by prompts that start the same way
+    /// (`generate/prefix.rs`; exact: the same tokens as without it). 0 turns it off.
+    pub prefix_cache_mib: usize,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +52,7 @@ impl Default for EngineConfig {
             max_step_tokens: 2048,
             max_context: 4096,
             batch_invariant: true,
+            prefix_cache_mib: 256,
         }
     }
 }
@@ -56,6 +62,8 @@ impl Default for EngineConfig {
 pub struct EngineStats {
     pub requests: AtomicU64,
     pub prompt_tokens: AtomicU64,
+    /// Prompt tokens taken from the prefix cache (not prefilled).
+    pub prompt_tokens_cached: AtomicU64,
     pub generated_tokens: AtomicU64,
     pub steps: AtomicU64,
     /// Sum over steps of sequences in the step (mean batch = this / steps).
@@ -293,6 +301,7 @@ impl CandleGenerator {
         });
         let arch = model.config.arch.name();
         let stats = Arc::new(EngineStats::default());
+        let model_cfg = model.config.clone();
         let (tx, rx) = mpsc::channel::<Job>();
         let engine = Engine {
             context: if cfg.max_context == 0 {
@@ -309,6 +318,7 @@ impl CandleGenerator {
             max_batch: cfg.max_batch.max(1),
             max_step_tokens: cfg.max_step_tokens.max(1),
             stats: stats.clone(),
+            prefix: RefCell::new(PrefixCache::new(prefix_blocks(&model_cfg, cfg.prefix_cache_mib))),
         };
         let (context_len, max_batch_n) = (engine.context, engine.max_batch);
         let mut special: Vec<String> = engine
@@ -426,6 +436,13 @@ struct Engine {
     max_batch: usize,
     max_step_tokens: usize,
     stats: Arc<EngineStats>,
+    prefix: RefCell<PrefixCache<KvBlock>>,
+}
+
+/// Blocks of the prefix cache that fit in `mib` (f32 keys and values of every layer).
+fn prefix_blocks(cfg: &super::model::ModelConfig, mib: usize) -> usize {
+    let block_bytes = cfg.layers * 2 * cfg.kv_heads * BLOCK * cfg.head_dim * 4;
+    (mib << 20) / block_bytes.max(1)
 }
 
 struct Seq {
@@ -434,6 +451,10 @@ struct Seq {
     tokens: Vec<u32>,
     prompt_len: usize,
     truncated: usize,
+    /// Prompt tokens whose KV came from the prefix cache.
+    cached: usize,
+    /// Blocks of the prompt the prefix cache holds or was given (from `cached`).
+    stored: usize,
     sampler: Sampler,
     /// Tokens not yet fed to the model (the prompt at first, then the last sampled token).
     pending: Vec<u32>,
@@ -490,6 +511,7 @@ impl Engine {
                         admitted_any = true;
                         self.stats.requests.fetch_add(1, Ordering::Relaxed);
                         self.stats.prompt_tokens.fetch_add(seq.prompt_len as u64, Ordering::Relaxed);
+                        self.stats.prompt_tokens_cached.fetch_add(seq.cached as u64, Ordering::Relaxed);
                         if seq.truncated > 0 {
                             self.stats.truncated.fetch_add(1, Ordering::Relaxed);
                         }
@@ -515,6 +537,7 @@ impl Engine {
                 for mut seq in active.drain(..) {
                     seq.cache = SeqCache::new(&self.model, seq.tokens.len() + seq.room_left());
                     seq.pending = seq.tokens.clone();
+                    seq.cached = 0;
                     match self.step(std::slice::from_mut(&mut seq)) {
                         Ok(()) => kept.push(seq),
                         Err(e) => {
@@ -524,6 +547,7 @@ impl Engine {
                 }
                 active = kept;
             }
+            self.keep_prefixes(&mut active);
             let mut i = 0;
             while i < active.len() {
                 if let Some(outcome) = self.finished(&active[i]) {
@@ -567,7 +591,14 @@ impl Engine {
             truncated = ids.len() - room;
             ids.drain(1..1 + truncated);
         }
-        let cache = SeqCache::new(&self.model, ids.len() + max_new);
+        // The longest prefix the cache holds, leaving at least one token to prefill (its logits
+        // start the answer).
+        let blocks = self.prefix.borrow_mut().lookup(&ids, (ids.len() - 1) / BLOCK);
+        let cached = blocks.len() * BLOCK;
+        let cache = match SeqCache::from_blocks(&self.model, ids.len() + max_new, &blocks) {
+            Ok(c) => c,
+            Err(e) => return Err((job, GenError::Model(format!("prefix cache: {e}")))),
+        };
         let sampler = Sampler::new(&job.req.params);
         let verdict = match job.req.params.constraint {
             Some(Constraint::Verdict) => self.verdict.clone().map(VerdictState::new),
@@ -575,14 +606,28 @@ impl Engine {
         };
         Ok(Seq {
             prompt_len: ids.len(),
-            tokens: ids.clone(),
-            pending: ids,
+            pending: ids[cached..].to_vec(),
+            tokens: ids,
             cache,
             truncated,
+            cached,
+            stored: cached / BLOCK,
             sampler,
             verdict,
             job,
         })
+    }
+
+    /// Gives the prefix cache the whole blocks of prompts just prefilled.
+    fn keep_prefixes(&self, active: &mut [Seq]) {
+        let mut prefix = self.prefix.borrow_mut();
+        for seq in active.iter_mut().filter(|s| s.cache.len >= s.prompt_len) {
+            let whole = seq.prompt_len / BLOCK;
+            for k in seq.stored..whole {
+                prefix.insert(&seq.tokens[..seq.prompt_len], k, || seq.cache.block(k).ok());
+            }
+            seq.stored = seq.stored.max(whole);
+        }
     }
 
     fn step(&self, active: &mut [Seq]) -> candle_core::Result<()> {
@@ -637,6 +682,7 @@ impl Engine {
                 completion_tokens: generated.len(),
                 finish,
                 truncated_prompt_tokens: seq.truncated,
+                cached_prompt_tokens: seq.cached,
             }));
         }
         let eos = !params.ignore_eos && self.eos.contains(&last);
@@ -662,6 +708,7 @@ impl Engine {
             completion_tokens: generated.len(),
             finish,
             truncated_prompt_tokens: seq.truncated,
+            cached_prompt_tokens: seq.cached,
         }))
     }
 }

@@ -243,6 +243,7 @@ mod tests {
             completion_tokens,
             finish: FinishReason::Stop,
             truncated_prompt_tokens: 0,
+            cached_prompt_tokens: 0,
         }
     }
 

@@ -8,8 +8,9 @@ pub mod engine;
 pub mod memo;
 pub mod model;
 pub mod openai;
-pub mod pool;
 pub mod operator;
+pub mod pool;
+pub mod prefix;
 pub mod sampling;
 pub mod template;
 
@@ -92,6 +93,10 @@ pub struct Completion {
     /// Prompt tokens dropped to fit the context (from the start, after BOS); 0 when none.
     #[serde(default)]
     pub truncated_prompt_tokens: usize,
+    /// Prompt tokens whose KV came from a prefix cache rather than a prefill (the engine's
+    /// [`prefix`] cache; a server's `usage.prompt_tokens_details.cached_tokens`).
+    #[serde(default)]
+    pub cached_prompt_tokens: usize,
 }
 
 /// Why one request failed. Failures are per request: the rest of the batch goes on.

@@ -140,6 +140,10 @@ pub struct SeqCache {
     pub len: usize,
 }
 
+/// One block of [`super::prefix::BLOCK`] positions of a sequence's KV cache: each layer's keys
+/// and values, `(kv_heads, BLOCK, head_dim)` each.
+pub type KvBlock = Arc<Vec<(Tensor, Tensor)>>;
+
 impl SeqCache {
     pub fn new(model: &Model, capacity: usize) -> SeqCache {
         let cap = capacity.max(16);
@@ -147,6 +151,34 @@ impl SeqCache {
             kv: (0..model.config.layers).map(|_| candle_nn::kv_cache::KvCache::new(1, cap)).collect(),
             len: 0,
         }
+    }
+
+    /// A cache that starts with `blocks` (a prompt's first positions, from the prefix cache).
+    pub fn from_blocks(model: &Model, capacity: usize, blocks: &[KvBlock]) -> Result<SeqCache> {
+        let mut cache = SeqCache::new(model, capacity);
+        for block in blocks {
+            for (kv, (k, v)) in cache.kv.iter_mut().zip(block.iter()) {
+                kv.append(k, v)?;
+            }
+            cache.len += super::prefix::BLOCK;
+        }
+        Ok(cache)
+    }
+
+    /// A copy of block `k` (positions `k * BLOCK .. (k + 1) * BLOCK`, which the cache holds).
+    pub fn block(&self, k: usize) -> Result<KvBlock> {
+        let b = super::prefix::BLOCK;
+        let layers = self
+            .kv
+            .iter()
+            .map(|kv| {
+                let (Some(keys), Some(values)) = (kv.k()?, kv.v()?) else {
+                    candle_core::bail!("block {k} of an empty cache");
+                };
+                Ok((keys.narrow(1, k * b, b)?.copy()?, values.narrow(1, k * b, b)?.copy()?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(layers))
     }
 }
 
@@ -540,57 +572,69 @@ impl Model {
             };
             let q = rope(&q, nh)?;
             let k = rope(&k, nkv)?;
+            // Attention in aligned blocks of positions (`prefix::BLOCK`): a block's queries see
+            // the keys from the window's start to the block's end, whatever follows. A block's
+            // outputs then depend only on the tokens up to its end, so its keys and values are
+            // the same bits whether the prompt was prefilled at once, after a cached prefix, or
+            // next to other sequences: what makes prefix reuse exact. A decode step is one
+            // block of one query, as before.
             let mut outs = Vec::with_capacity(batch.len());
             let mut offset = 0;
+            let group = nh / nkv;
             for (cache, toks) in batch.iter_mut() {
                 let n = toks.len();
-                let qi = q.narrow(0, offset, n)?.transpose(0, 1)?.contiguous()?; // (nh, n, hd)
                 let ki = k.narrow(0, offset, n)?.transpose(0, 1)?.contiguous()?; // (nkv, n, hd)
                 let vi = v.narrow(0, offset, n)?.transpose(0, 1)?.contiguous()?;
-                offset += n;
                 let (kc, vc) = cache.kv[li].append(&ki, &vi)?;
-                let total = kc.dim(1)?;
                 let start = cache.len; // absolute position of the first new token
-                                       // Keys a query may see: the window (if any) ending at the last new token.
-                let first_key = match cfg.window[li] {
-                    Some(w) => (start + 1).saturating_sub(w),
-                    None => 0,
-                };
-                let keys = total - first_key;
-                let kc = kc.narrow(1, first_key, keys)?.contiguous()?;
-                let vc = vc.narrow(1, first_key, keys)?.contiguous()?;
-                let group = nh / nkv;
-                // Grouped-query attention without copying K/V per head: (nkv, group * n, hd).
-                let qg = qi.reshape((nkv, group * n, hd))?;
-                let mut att = (qg.matmul(&kc.t()?)? * cfg.query_scale)?;
-                if let Some(cap) = cfg.attn_softcap {
-                    att = ((att / cap)?.tanh()? * cap)?;
-                }
-                if n > 1 || cfg.window[li].is_some() {
-                    let mut mask = vec![0f32; n * keys];
-                    for t in 0..n {
-                        let qpos = start + t;
-                        for j in 0..keys {
-                            let kpos = first_key + j;
-                            let visible =
-                                kpos <= qpos && cfg.window[li].map(|w| qpos - kpos < w).unwrap_or(true);
-                            if !visible {
-                                mask[t * keys + j] = f32::NEG_INFINITY;
+                let mut from = start;
+                while from < start + n {
+                    let to = ((from / super::prefix::BLOCK + 1) * super::prefix::BLOCK).min(start + n);
+                    let m = to - from;
+                    let qi = q.narrow(0, offset + from - start, m)?.transpose(0, 1)?.contiguous()?; // (nh, m, hd)
+                                                                                                    // Keys a query of the block may see: the window (if any) ending at its first
+                                                                                                    // query, up to the block's last position.
+                    let first_key = match cfg.window[li] {
+                        Some(w) => (from + 1).saturating_sub(w),
+                        None => 0,
+                    };
+                    let keys = to - first_key;
+                    let kb = kc.narrow(1, first_key, keys)?.contiguous()?;
+                    let vb = vc.narrow(1, first_key, keys)?.contiguous()?;
+                    // Grouped-query attention without copying K/V per head: (nkv, group * m, hd).
+                    let qg = qi.reshape((nkv, group * m, hd))?;
+                    let mut att = (qg.matmul(&kb.t()?)? * cfg.query_scale)?;
+                    if let Some(cap) = cfg.attn_softcap {
+                        att = ((att / cap)?.tanh()? * cap)?;
+                    }
+                    if m > 1 || cfg.window[li].is_some() {
+                        let mut mask = vec![0f32; m * keys];
+                        for t in 0..m {
+                            let qpos = from + t;
+                            for j in 0..keys {
+                                let kpos = first_key + j;
+                                let visible =
+                                    kpos <= qpos && cfg.window[li].map(|w| qpos - kpos < w).unwrap_or(true);
+                                if !visible {
+                                    mask[t * keys + j] = f32::NEG_INFINITY;
+                                }
                             }
                         }
+                        if mask.iter().any(|m| m.is_infinite()) {
+                            let mask = Tensor::from_vec(mask, (1, 1, m, keys), dev)?.to_dtype(att.dtype())?;
+                            att = att.reshape((nkv, group, m, keys))?.broadcast_add(&mask)?.reshape((
+                                nkv,
+                                group * m,
+                                keys,
+                            ))?;
+                        }
                     }
-                    if mask.iter().any(|m| m.is_infinite()) {
-                        let mask = Tensor::from_vec(mask, (1, 1, n, keys), dev)?.to_dtype(att.dtype())?;
-                        att = att.reshape((nkv, group, n, keys))?.broadcast_add(&mask)?.reshape((
-                            nkv,
-                            group * n,
-                            keys,
-                        ))?;
-                    }
+                    let att = candle_nn::ops::softmax_last_dim(&att)?;
+                    let o = att.matmul(&vb)?.reshape((nh, m, hd))?.transpose(0, 1)?.reshape((m, nh * hd))?;
+                    outs.push(o);
+                    from = to;
                 }
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let o = att.matmul(&vc)?.reshape((nh, n, hd))?.transpose(0, 1)?.reshape((n, nh * hd))?;
-                outs.push(o);
+                offset += n;
             }
             let attn = Tensor::cat(&outs, 0)?;
             let mut a = layer.o.forward(&attn)?;

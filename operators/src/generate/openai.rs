@@ -378,6 +378,9 @@ pub fn parse_completion(text: &str) -> Result<Completion, String> {
         completion_tokens: usage("completion_tokens"),
         finish,
         truncated_prompt_tokens: usage("truncated_prompt_tokens"),
+        // vLLM (automatic prefix caching) and OpenAI report it here.
+        cached_prompt_tokens: v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0)
+            as usize,
     })
 }
 

@@ -13,8 +13,8 @@
 //! The stage that uses it decides what a failure means (usually a reject) and counts
 //! `docs_in`/`docs_out`/`dropped`; this operator counts only the model's work under the name
 //! it is given: `model_calls`, `memo_hits`, `memo_misses`, `model_ms` (time with a request
-//! out), `prompt_tokens`,
-//! `completion_tokens`, `failed` (generator errors) and `no_prompt` (the prompt builder's
+//! out), `prompt_tokens`, `prompt_tokens_cached` (of those, the ones a prefix cache held:
+//! not prefilled), `completion_tokens`, `failed` (generator errors) and `no_prompt` (the prompt builder's
 //! refusals).
 //! A retraction (negative diff) replays the result given earlier for that document, so the
 //! collection stays consistent without a model call.
@@ -327,6 +327,10 @@ impl<'s> GenerateExt<'s> for VecCollection<'s, Epoch, Doc> {
                                         store.push((item.key, c.clone()));
                                         *counters.entry("prompt_tokens").or_default() +=
                                             c.prompt_tokens as u64;
+                                        if c.cached_prompt_tokens > 0 {
+                                            *counters.entry("prompt_tokens_cached").or_default() +=
+                                                c.cached_prompt_tokens as u64;
+                                        }
                                         *counters.entry("completion_tokens").or_default() +=
                                             c.completion_tokens as u64;
                                     }

@@ -117,13 +117,15 @@ impl Router {
 
         // A server that is down and due for a probe takes this request as its probe: that is
         // how it comes back (a refused connection fails fast and the request goes elsewhere).
-        if let Some(i) = order.iter().copied().filter(usable).find(|&i| self.slots[i].breaker.probe_due(now)) {
+        if let Some(i) = order.iter().copied().filter(usable).find(|&i| self.slots[i].breaker.probe_due(now))
+        {
             let admitted = self.slots[i].breaker.admit(now);
             debug_assert_eq!(admitted, Admit::Probe);
             self.slots[i].outstanding += 1;
             return Route::Send { endpoint: i, probe: true };
         }
-        let healthy: Vec<usize> = order.iter().copied().filter(usable).filter(|&i| up(&self.slots[i])).collect();
+        let healthy: Vec<usize> =
+            order.iter().copied().filter(usable).filter(|&i| up(&self.slots[i])).collect();
         if !healthy.is_empty() {
             let i = self.choose(&healthy, affinity);
             self.slots[i].outstanding += 1;
@@ -185,9 +187,12 @@ impl Router {
 
     /// Since when every server has been down (the last one to go), when they all are.
     pub fn down_since(&self) -> Option<Instant> {
-        self.slots.iter().map(|s| s.breaker.down_since()).try_fold(None, |latest: Option<Instant>, since| {
-            since.map(|s| Some(latest.map_or(s, |l| l.max(s))))
-        })?
+        self.slots
+            .iter()
+            .map(|s| s.breaker.down_since())
+            .try_fold(None, |latest: Option<Instant>, since| {
+                since.map(|s| Some(latest.map_or(s, |l| l.max(s))))
+            })?
     }
 
     /// Servers up now.
@@ -368,11 +373,15 @@ mod tests {
         assert_eq!(r.route(t + s(2), None, None), Route::Send { endpoint: 0, probe: true });
         r.done(0, true, t + s(2), Done::Failed("HTTP 503"));
         match r.route(t + s(61), None, None) {
-            Route::Send { probe: true, endpoint } => r.done(endpoint, true, t + s(61), Done::Failed("HTTP 503")),
+            Route::Send { probe: true, endpoint } => {
+                r.done(endpoint, true, t + s(61), Done::Failed("HTTP 503"))
+            }
             other => panic!("{other:?}"),
         }
         match r.route(t + s(61), None, None) {
-            Route::Send { probe: true, endpoint } => r.done(endpoint, true, t + s(61), Done::Failed("HTTP 503")),
+            Route::Send { probe: true, endpoint } => {
+                r.done(endpoint, true, t + s(61), Done::Failed("HTTP 503"))
+            }
             Route::FailFast(m) => panic!("a due probe goes first: {m}"),
             other => panic!("{other:?}"),
         }
