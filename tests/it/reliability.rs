@@ -115,21 +115,32 @@ fn reasons(out: &Path) -> Vec<(u64, String)> {
     r
 }
 
+/// The corpus (`tmp/in`), the config file, and an uninterrupted run against one server.
+struct Reference {
+    input: String,
+    cfg: std::path::PathBuf,
+    out: std::path::PathBuf,
+    want: Vec<(String, String, String, Option<u8>, u32)>,
+}
+
+fn reference_run(tmp: &Path, url: &str) -> Reference {
+    let input = tmp.join("in");
+    corpus(&input);
+    let cfg = tmp.join("x.toml");
+    let out = tmp.join("reference");
+    config(&cfg, url, &tmp.join("memo-a.redb"), 60);
+    run_xinst(input.to_str().unwrap(), out.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
+    let want = strip(pairs(&out));
+    assert!(!want.is_empty(), "the reference run made no pair: {:?}", read_rejects(&out));
+    Reference { input: input.to_str().unwrap().to_string(), cfg, out, want }
+}
+
 #[test]
 fn a_model_outage_is_pending_work_that_the_next_run_completes() {
     let served = crate::generate::serve();
     let tmp = tempdir();
-    let input = tmp.path().join("in");
-    corpus(&input);
-    let i = input.to_str().unwrap();
-    let cfg = tmp.path().join("x.toml");
-
-    // The reference: an uninterrupted run against the server.
-    let reference = tmp.path().join("reference");
-    config(&cfg, &served.url, &tmp.path().join("memo-a.redb"), 60);
-    run_xinst(i, reference.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
-    let want = strip(pairs(&reference));
-    assert!(!want.is_empty(), "the reference run made no pair: {:?}", read_rejects(&reference));
+    let Reference { input, cfg, out: reference, want } = reference_run(tmp.path(), &served.url);
+    let i = input.as_str();
 
     // The server is down for the whole run: nothing is a reject, the run says what waits.
     let faults = Arc::new(Faults::default());
@@ -187,15 +198,8 @@ fn a_model_outage_is_pending_work_that_the_next_run_completes() {
 fn a_pool_server_killed_mid_run_loses_nothing() {
     let (a, b) = (crate::generate::serve(), crate::generate::serve());
     let tmp = tempdir();
-    let input = tmp.path().join("in");
-    corpus(&input);
-    let i = input.to_str().unwrap();
-    let cfg = tmp.path().join("x.toml");
-    let reference = tmp.path().join("reference");
-    config(&cfg, &a.url, &tmp.path().join("memo-a.redb"), 60);
-    run_xinst(i, reference.to_str().unwrap(), &["--config", cfg.to_str().unwrap()], 0);
-    let want = strip(pairs(&reference));
-    assert!(!want.is_empty(), "the reference run made no pair: {:?}", read_rejects(&reference));
+    let Reference { input, cfg, out: reference, want } = reference_run(tmp.path(), &a.url);
+    let i = input.as_str();
 
     let (urls, before) = ([a.url.clone(), b.url.clone()], [a.metrics().2, b.metrics().2]);
     config_toml(&cfg, &format!("[{:?}, {:?}]", urls[0], urls[1]), &tmp.path().join("memo-b.redb"), 60);
