@@ -56,10 +56,8 @@ fn open_pool(urls: &[String], openai: &OpenAiConfig) -> Result<Arc<dyn Generator
                 match probe.model_of(url) {
                     Ok(id) if id != cfg.model => {
                         return Err(anyhow!(
-                            "the pool's servers serve different models: {} serves {id:?}, {} {:?} \
-                             (set [openai] model to pick one)",
-                            url,
-                            probe.urls()[0],
+                            "the pool's servers serve different models: {url} serves {id:?}, another \
+                             {:?} (set [openai] model to pick one)",
                             cfg.model
                         ))
                     }

@@ -250,7 +250,8 @@ pub fn render(s: &RunSummary) -> String {
                 rate
             );
         }
-        // The model's work: calls, memo cache, tokens.
+        // The model's work: calls, memo cache, tokens (cached: prompt tokens a prefix cache
+        // held, so not prefilled).
         let model_ops: Vec<_> = ops
             .iter()
             .filter(|(_, st)| {
@@ -260,13 +261,14 @@ pub fn render(s: &RunSummary) -> String {
         if !model_ops.is_empty() {
             let _ = writeln!(
                 out,
-                "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
+                "\n{:<w$} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11} {:>11} {:>7} {:>8}",
                 "model stage",
                 "busy s",
                 "calls",
                 "memo hit",
                 "memo miss",
                 "prompt tok",
+                "cached tok",
                 "output tok",
                 "failed",
                 "unknown"
@@ -275,13 +277,14 @@ pub fn render(s: &RunSummary) -> String {
             for (name, st) in model_ops {
                 let _ = writeln!(
                     out,
-                    "{:<w$} {:>8.1} {:>8} {:>9} {:>9} {:>11} {:>11} {:>7} {:>8}",
+                    "{:<w$} {:>8.1} {:>8} {:>9} {:>9} {:>11} {:>11} {:>11} {:>7} {:>8}",
                     name,
                     c(st, "model_ms") as f64 / 1000.0,
                     c(st, "model_calls"),
                     c(st, "memo_hits"),
                     c(st, "memo_misses"),
                     c(st, "prompt_tokens"),
+                    c(st, "prompt_tokens_cached"),
                     c(st, "completion_tokens"),
                     c(st, "failed"),
                     c(st, "unknown"),

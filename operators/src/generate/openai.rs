@@ -143,11 +143,6 @@ impl OpenAiGenerator {
         self.router.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The servers' base URLs.
-    pub fn urls(&self) -> &[String] {
-        &self.urls
-    }
-
     /// The model id of the first server that answers `GET /models` (each server's first id);
     /// a clear error naming the first server when none answers.
     pub fn discover_model(&self) -> Result<String, GenError> {
