@@ -224,7 +224,9 @@ fn a_pool_server_killed_mid_run_loses_nothing() {
     assert_eq!(reasons(&out), reasons(&reference));
     let servers = s["servers"].as_array().unwrap_or_else(|| panic!("{s}"));
     assert_eq!(servers.len(), 2, "{s}");
-    assert!(servers[killed]["answered"].as_u64().unwrap() >= 1, "{s}");
+    // Its answer counted at the server may not have reached the client before the kill.
+    let used = servers[killed]["answered"].as_u64().unwrap() + servers[killed]["failed"].as_u64().unwrap();
+    assert!(used >= 1, "{s}");
     let answered: u64 = servers.iter().map(|e| e["answered"].as_u64().unwrap()).sum();
     assert_eq!(answered, calls(&s), "every model call was answered by one of the servers: {s}");
     assert!(err.contains("model servers: ") && err.contains(&urls[killed]), "{err}");
