@@ -50,22 +50,36 @@ fn open_pool(urls: &[String], openai: &OpenAiConfig) -> Result<Arc<dyn Generator
     let mut cfg = OpenAiConfig { base_url: urls[0].clone(), ..openai.clone() };
     let probe = OpenAiGenerator::pool(cfg.clone(), urls.clone()).map_err(|e| anyhow!("{e}"))?;
     if cfg.model.is_empty() {
-        cfg.model = probe.discover_model().map_err(|e| anyhow!("{e}"))?;
-        if urls.len() > 1 {
-            for url in &urls {
-                match probe.model_of(url) {
-                    Ok(id) if id != cfg.model => {
-                        return Err(anyhow!(
-                            "the pool's servers serve different models: {url} serves {id:?}, another \
-                             {:?} (set [openai] model to pick one)",
-                            cfg.model
-                        ))
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("{url} does not answer yet ({e}); the pool will probe it"),
+        cfg.model = match urls.as_slice() {
+            [_] => probe.discover_model().map_err(|e| anyhow!("{e}"))?,
+            _ => pool_model(&probe, &urls)?,
+        };
+    }
+    Ok(Arc::new(OpenAiGenerator::pool(cfg, urls).map_err(|e| anyhow!("{e}"))?))
+}
+
+/// The model id a pool's servers name (`GET /models` of each): servers that answer must agree;
+/// one that does not answer yet is no error while another does.
+fn pool_model(probe: &OpenAiGenerator, urls: &[String]) -> Result<String> {
+    let mut model: Option<String> = None;
+    let mut first_error = None;
+    for url in urls {
+        match probe.model_of(url) {
+            Ok(id) => match &model {
+                Some(m) if *m != id => {
+                    return Err(anyhow!(
+                        "the pool's servers serve different models: {url} serves {id:?}, another {m:?} \
+                         (set [openai] model to pick one)"
+                    ))
                 }
+                Some(_) => {}
+                None => model = Some(id),
+            },
+            Err(e) => {
+                tracing::warn!("{url} does not answer yet ({e}); the pool will probe it");
+                first_error.get_or_insert(e);
             }
         }
     }
-    Ok(Arc::new(OpenAiGenerator::pool(cfg, urls).map_err(|e| anyhow!("{e}"))?))
+    model.ok_or_else(|| anyhow!("{}", first_error.map_or_else(|| "no server".to_string(), |e| e.to_string())))
 }

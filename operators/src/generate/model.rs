@@ -591,9 +591,10 @@ impl Model {
                 while from < start + n {
                     let to = ((from / super::prefix::BLOCK + 1) * super::prefix::BLOCK).min(start + n);
                     let m = to - from;
-                    let qi = q.narrow(0, offset + from - start, m)?.transpose(0, 1)?.contiguous()?; // (nh, m, hd)
-                                                                                                    // Keys a query of the block may see: the window (if any) ending at its first
-                                                                                                    // query, up to the block's last position.
+                    // The block's queries: (nh, m, hd).
+                    let qi = q.narrow(0, offset + from - start, m)?.transpose(0, 1)?.contiguous()?;
+                    // Keys a query of the block may see: the window (if any) ending at its first
+                    // query, up to the block's last position.
                     let first_key = match cfg.window[li] {
                         Some(w) => (from + 1).saturating_sub(w),
                         None => 0,

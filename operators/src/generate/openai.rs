@@ -143,19 +143,9 @@ impl OpenAiGenerator {
         self.router.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The model id of the first server that answers `GET /models` (each server's first id);
-    /// a clear error naming the first server when none answers.
+    /// The first server's first model id from `GET /models`; a clear error when unreachable.
     pub fn discover_model(&self) -> Result<String, GenError> {
-        let mut first_error = None;
-        for base in &self.urls {
-            match self.model_of(base) {
-                Ok(id) => return Ok(id),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_error.unwrap_or(GenError::Closed))
+        self.model_of(&self.urls[0])
     }
 
     /// The first model id of the server at `base` (`GET {base}/models`).
