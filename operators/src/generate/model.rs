@@ -50,6 +50,60 @@ impl Arch {
 
 pub const SUPPORTED: &str = "gemma, gemma2, gemma3, llama (incl. mistral/SmolLM), qwen2";
 
+/// A real model's architecture and size, for [`Model::synthetic`].
+#[derive(Clone, Debug)]
+pub struct SyntheticShape {
+    pub name: &'static str,
+    pub config: ModelConfig,
+    pub intermediate: usize,
+}
+
+/// Gemma 3 models by name (`gemma3-270m`, `gemma3-1b`, `gemma3-4b`): the shapes of Google's
+/// config.json files (text model; the parameter counts are checked against the published ones
+/// in the tests).
+pub fn synthetic_shape(name: &str) -> Option<SyntheticShape> {
+    let (name, hidden, layers, heads, kv_heads, intermediate) = match name {
+        "gemma3-270m" => ("gemma3-270m", 640, 18, 4, 1, 2048),
+        "gemma3-1b" => ("gemma3-1b", 1152, 26, 4, 1, 6912),
+        "gemma3-4b" => ("gemma3-4b", 2560, 34, 8, 4, 10240),
+        _ => return None,
+    };
+    // Every sixth layer global (RoPE base 1M), the others a 512-token window (base 10k).
+    let sliding: Vec<bool> = (0..layers).map(|i| (i + 1) % 6 != 0).collect();
+    let config = ModelConfig {
+        arch: Arch::Gemma3,
+        hidden,
+        layers,
+        heads,
+        kv_heads,
+        head_dim: 256,
+        vocab: 262_144,
+        rms_eps: 1e-6,
+        context_length: 32_768,
+        rope_theta: sliding.iter().map(|&s| if s { 10_000. } else { 1_000_000. }).collect(),
+        rope_interleaved: false,
+        window: sliding.iter().map(|&s| s.then_some(512)).collect(),
+        query_scale: 1.0 / 256f64.sqrt(),
+        attn_softcap: None,
+        final_softcap: None,
+    };
+    Some(SyntheticShape { name, config, intermediate })
+}
+
+impl SyntheticShape {
+    /// The model's parameters (tied embedding counted once), as model cards count them.
+    pub fn parameters(&self) -> usize {
+        let c = &self.config;
+        let (h, q, kv) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let norms = if c.arch == Arch::Gemma3 { 4 * h + 2 * c.head_dim } else { 2 * h };
+        let layer = 2 * h * q + 2 * h * kv + 3 * h * self.intermediate + norms;
+        c.layers * layer + c.vocab * h + h
+    }
+}
+
+/// The names [`synthetic_shape`] knows.
+pub const SYNTHETIC: &str = "gemma3-270m, gemma3-1b, gemma3-4b";
+
 /// Shape and numerics of a model, read from GGUF metadata or config.json.
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
@@ -73,23 +127,50 @@ pub struct ModelConfig {
     pub final_softcap: Option<f64>,
 }
 
-/// A weight matrix and the width its input is zero-padded to (see [`fast_qmatmul`]).
+/// A weight matrix, the kernel that multiplies by it, and the width its input is zero-padded
+/// to (see [`fast_qmatmul`]).
 struct Lin {
-    mm: QMatMul,
+    mm: Kernel,
     k: usize,
     k_pad: usize,
 }
 
+enum Kernel {
+    Candle(QMatMul),
+    /// Q8_0 on an AVX2 CPU without VNNI ([`super::q8gemm`]).
+    Q8(super::q8gemm::Q8Matrix),
+}
+
 impl Lin {
     fn plain(mm: QMatMul) -> Lin {
-        Lin { mm, k: 0, k_pad: 0 }
+        Lin { mm: Kernel::Candle(mm), k: 0, k_pad: 0 }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.k_pad > self.k {
-            self.mm.forward(&x.pad_with_zeros(candle_core::D::Minus1, 0, self.k_pad - self.k)?)
+        let x = if self.k_pad > self.k {
+            &x.pad_with_zeros(candle_core::D::Minus1, 0, self.k_pad - self.k)?
         } else {
-            self.mm.forward(x)
+            x
+        };
+        match &self.mm {
+            Kernel::Candle(mm) => mm.forward(x),
+            Kernel::Q8(m) => {
+                let (rows, k) = x.dims2()?;
+                let out = m.matmul(&x.flatten_all()?.to_vec1::<f32>()?, rows);
+                debug_assert_eq!(k, self.k_pad.max(self.k));
+                Tensor::from_vec(out, (rows, m.rows()), x.device())
+            }
+        }
+    }
+
+    /// Bytes of the weights (Q8_0 counted as stored in a GGUF).
+    fn bytes(&self) -> usize {
+        match &self.mm {
+            Kernel::Candle(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
+            Kernel::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => {
+                t.elem_count() * t.dtype().size_in_bytes()
+            }
+            Kernel::Q8(m) => m.q8_0_bytes(),
         }
     }
 }
@@ -441,6 +522,98 @@ impl Model {
         Model::assemble(config, Embedding::Dense(embed), lm_head, norm, layer_ws, dtype, device)
     }
 
+    /// A model of a real architecture and size with random weights, built on `device`: for
+    /// benchmarks where the weights file cannot travel (the GPU machine gets ≤ 64 MiB of tree)
+    /// and the values do not matter, only the shapes and the bytes each step reads. On CPU the
+    /// matrices are Q8_0 like a GGUF's on this engine ([`fast_qmatmul`]); elsewhere dense in
+    /// `dtype` (bf16 on a GPU, what vLLM serves). Not seeded: no figure depends on the values.
+    pub fn synthetic(shape: &SyntheticShape, dtype: DType, device: &Device) -> Result<Model> {
+        let cfg = &shape.config;
+        let (h, hd) = (cfg.hidden, cfg.head_dim);
+        // Uniform with the usual 0.02 standard deviation (cheaper to draw than normal).
+        let a = 0.02 * 3f64.sqrt();
+        let dense = |rows: usize, cols: usize| -> Result<Tensor> {
+            Tensor::rand(-a as f32, a as f32, (rows, cols), device)?.to_dtype(if device.is_cpu() {
+                DType::F32
+            } else {
+                dtype
+            })
+        };
+        let lin = |rows: usize, cols: usize| -> Result<Lin> {
+            let w = dense(rows, cols)?;
+            if device.is_cpu() {
+                let q = QTensor::quantize(&w, candle_core::quantized::GgmlDType::Q8_0)?;
+                fast_qmatmul(q, device, true)
+            } else {
+                Ok(Lin::plain(QMatMul::Tensor(w)))
+            }
+        };
+        let act_dtype = if device.is_cpu() { DType::F32 } else { dtype };
+        let ones = |n: usize| Tensor::ones(n, act_dtype, device);
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for _ in 0..cfg.layers {
+            layers.push(Layer {
+                attn_norm: ones(h)?,
+                q: lin(cfg.heads * hd, h)?,
+                k: lin(cfg.kv_heads * hd, h)?,
+                v: lin(cfg.kv_heads * hd, h)?,
+                o: lin(h, cfg.heads * hd)?,
+                qkv_bias: None,
+                qk_norm: (cfg.arch == Arch::Gemma3)
+                    .then(|| Ok::<_, candle_core::Error>((ones(hd)?, ones(hd)?)))
+                    .transpose()?,
+                post_attn_norm: matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3)
+                    .then(|| ones(h))
+                    .transpose()?,
+                ffn_norm: ones(h)?,
+                gate: lin(shape.intermediate, h)?,
+                up: lin(shape.intermediate, h)?,
+                down: lin(h, shape.intermediate)?,
+                post_ffn_norm: matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3)
+                    .then(|| ones(h))
+                    .transpose()?,
+            });
+        }
+        // Tied embedding and LM head, as in Gemma: one table, read whole by the head each step.
+        let (embed, lm_head) = if device.is_cpu() {
+            let w = dense(cfg.vocab, h)?;
+            let q = || QTensor::quantize(&w, candle_core::quantized::GgmlDType::Q8_0);
+            (Embedding::Quantized(Arc::new(q()?)), fast_qmatmul(q()?, device, true)?)
+        } else {
+            let e = dense(cfg.vocab, h)?;
+            (Embedding::Dense(e.clone()), Lin::plain(QMatMul::Tensor(e)))
+        };
+        Model::assemble(cfg.clone(), embed, lm_head, ones(h)?, layers, act_dtype, device)
+    }
+
+    /// Bytes of weights one forward step reads: every layer's matrices and norms, the LM head
+    /// and the final norm (the embedding table only for the batch's rows: not counted).
+    pub fn weight_bytes(&self) -> usize {
+        let lin = Lin::bytes;
+        let t = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down].into_iter().map(lin).sum::<usize>()
+                    + t(&l.attn_norm)
+                    + t(&l.ffn_norm)
+                    + l.qk_norm.as_ref().map(|(a, b)| t(a) + t(b)).unwrap_or(0)
+                    + l.post_attn_norm.as_ref().map(t).unwrap_or(0)
+                    + l.post_ffn_norm.as_ref().map(t).unwrap_or(0)
+            })
+            .sum();
+        layers + lin(&self.lm_head) + t(&self.norm)
+    }
+
+    /// Bytes of keys and values a decode step reads for one sequence holding `ctx` positions:
+    /// per layer, the window's (or all) positions × kv heads × head size, keys and values.
+    pub fn kv_bytes_read(&self, ctx: usize) -> usize {
+        let cfg = &self.config;
+        let per_pos = 2 * cfg.kv_heads * cfg.head_dim * self.dtype.size_in_bytes();
+        cfg.window.iter().map(|w| w.map_or(ctx, |w| w.min(ctx)) * per_pos).sum()
+    }
+
     fn assemble(
         config: ModelConfig,
         embed: Embedding,
@@ -683,28 +856,67 @@ impl Model {
 /// tiled kernels need rows (`k`) that are a multiple of 256; llama.cpp's Q4_K_M files use Q5_0
 /// and Q8_0 for every matrix whose rows are not (all of Gemma-3-270M's 640-wide ones, the
 /// embedding included). So on CPU such matrices are requantized once at load to Q8_0 (finer than
-/// Q5_0: 8 bits per weight, same 32-weight blocks) with rows zero-padded to a multiple of 256,
-/// and [`Lin::forward`] pads the input to match: 7x faster per weight than the scalar path.
+/// Q5_0: 8 bits per weight, same 32-weight blocks), with rows zero-padded to a multiple of 256
+/// where the tiled kernel runs ([`q8_tiles`]); [`Lin::forward`] pads the input to match: 7x
+/// faster per weight than the scalar path.
 ///
 /// With `batch_invariant`, the k-quants (Q4_K, Q6_K, …) become Q8_0 too: candle picks different
 /// kernels for them by the number of rows (gemv, tiles, AMX) that sum in different orders, so a
 /// sequence's logits would depend on what else is in its batch. The Q8_0 tiled kernel computes
 /// every row the same way whatever the batch, so batched output equals one-by-one output (a must
 /// for reproducible datasets).
+///
+/// On an AVX2 CPU without VNNI, where candle has no tiled Q8_0 kernel, Q8_0 matrices go to
+/// [`super::q8gemm`] instead: the same bits as candle's product, register-blocked.
 fn fast_qmatmul(q: QTensor, device: &Device, batch_invariant: bool) -> Result<Lin> {
     use candle_core::quantized::GgmlDType as G;
     let (n, k) = q.shape().dims2()?;
     let slow = matches!(q.dtype(), G::Q4_1 | G::Q5_0 | G::Q5_1 | G::Q8_1);
     let varies = matches!(q.dtype(), G::Q2K | G::Q3K | G::Q4K | G::Q5K | G::Q6K | G::Q8K);
-    let unaligned = q.dtype() == G::Q8_0 && k % 256 != 0;
+    let tiles = q8_tiles();
+    let unaligned = q.dtype() == G::Q8_0 && k % 256 != 0 && tiles;
     let quantized = !matches!(q.dtype(), G::F32 | G::F16 | G::BF16);
     let requantize = slow || unaligned || (batch_invariant && varies);
-    if !device.is_cpu() || !quantized || !requantize || n % 16 != 0 || k % 32 != 0 {
-        return Ok(Lin::plain(QMatMul::from_qtensor(q)?));
+    let cpu = device.is_cpu();
+    let (q, k_pad) = if cpu && quantized && requantize && n % 16 == 0 && k % 32 == 0 {
+        let k_pad = q8_row_width(k);
+        let dense = q.dequantize(device)?.pad_with_zeros(1, 0, k_pad - k)?;
+        (QTensor::quantize(&dense, G::Q8_0)?, k_pad)
+    } else {
+        (q, k)
+    };
+    if cpu && !tiles && q.dtype() == G::Q8_0 && super::q8gemm::available() {
+        if let Some(m) = super::q8gemm::Q8Matrix::from_q8_0(&q.data()?, n, k_pad) {
+            return Ok(Lin { mm: Kernel::Q8(m), k, k_pad });
+        }
     }
-    let k_pad = k.div_ceil(256) * 256;
-    let dense = q.dequantize(device)?.pad_with_zeros(1, 0, k_pad - k)?;
-    Ok(Lin { mm: QMatMul::from_qtensor(QTensor::quantize(&dense, G::Q8_0)?)?, k, k_pad })
+    Ok(Lin { mm: Kernel::Candle(QMatMul::from_qtensor(q)?), k, k_pad })
+}
+
+/// Whether candle runs Q8_0 matrices through its tiled kernel on this CPU: that needs VNNI dot
+/// products (AVX-512 VNNI or AVX-VNNI; plain AVX2's `maddubs` overflows on Q8_0's range) and
+/// rows that are a multiple of 256. Without it candle takes row-by-row dot products that accept
+/// any multiple of 32 and give each row the same sum whatever the batch, so padding rows there
+/// only adds work (Gemma-3-270M's 640-wide rows padded to 768: 20% more).
+fn q8_tiles() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"))
+            || (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The width a requantized Q8_0 row of `k` weights gets (see [`q8_tiles`]).
+fn q8_row_width(k: usize) -> usize {
+    if q8_tiles() {
+        k.div_ceil(256) * 256
+    } else {
+        k
+    }
 }
 
 /// The safetensors files of a snapshot: the sharded index's files, or model.safetensors.
@@ -734,4 +946,84 @@ fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         candle_core::bail!("{}: no model.safetensors or model.safetensors.index.json", dir.display());
     }
     Ok(vec![single])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> SyntheticShape {
+        let mut s = synthetic_shape("gemma3-270m").unwrap();
+        let c = &mut s.config;
+        (c.hidden, c.layers, c.heads, c.kv_heads, c.head_dim, c.vocab) = (256, 2, 2, 1, 64, 512);
+        // One windowed layer (a window shorter than the prompts) and one global.
+        c.window = vec![Some(48), None];
+        c.rope_theta = vec![10_000., 1_000_000.];
+        s.intermediate = 512;
+        s
+    }
+
+    fn logits(model: &Model, batch: &mut [(&mut SeqCache, &[u32])]) -> Vec<Vec<f32>> {
+        model.forward(batch).unwrap().to_vec2().unwrap()
+    }
+
+    #[test]
+    fn synthetic_shapes_have_the_published_parameter_counts() {
+        // keras-hub's Gemma 3 presets ("params"); gemma3-270m is checked against the bundled
+        // GGUF's tensors in tests/it/generate.rs.
+        assert_eq!(synthetic_shape("gemma3-1b").unwrap().parameters(), 999_885_952);
+        assert_eq!(synthetic_shape("gemma3-4b").unwrap().parameters(), 3_880_099_328);
+        assert!(synthetic_shape("gemma3-2b").is_none());
+    }
+
+    #[test]
+    fn a_synthetic_model_is_batch_invariant_and_exact_across_block_aligned_prefills() {
+        let shape = tiny();
+        let model = Model::synthetic(&shape, DType::F32, &Device::Cpu).unwrap();
+        let prompt = |seed: u32, n: usize| -> Vec<u32> {
+            (0..n as u32).map(|i| (i * 37 + seed * 101) % 512).collect()
+        };
+        let (a, b, c) = (prompt(1, 100), prompt(2, 7), prompt(3, 70));
+        // One by one.
+        let alone: Vec<Vec<f32>> = [&a, &b, &c]
+            .iter()
+            .map(|p| {
+                let mut cache = SeqCache::new(&model, 128);
+                logits(&model, &mut [(&mut cache, p.as_slice())]).remove(0)
+            })
+            .collect();
+        assert!(alone.iter().flatten().all(|v| v.is_finite()));
+        // Batched: the same bits.
+        let mut caches: Vec<SeqCache> = (0..3).map(|_| SeqCache::new(&model, 128)).collect();
+        let [ca, cb, cc] = caches.as_mut_slice() else { unreachable!() };
+        let batched = logits(&model, &mut [(ca, a.as_slice()), (cb, b.as_slice()), (cc, c.as_slice())]);
+        assert_eq!(batched, alone);
+        // The first prompt in two calls split at a block boundary (what the prefix cache does),
+        // then one decode step: the same as at once.
+        let mut split = SeqCache::new(&model, 128);
+        logits(&model, &mut [(&mut split, &a[..super::super::prefix::BLOCK])]);
+        let rest = logits(&model, &mut [(&mut split, &a[super::super::prefix::BLOCK..])]).remove(0);
+        assert_eq!(rest, alone[0]);
+        let mut once = SeqCache::new(&model, 128);
+        logits(&model, &mut [(&mut once, &a)]);
+        let next = [7u32];
+        assert_eq!(logits(&model, &mut [(&mut split, &next)]), logits(&model, &mut [(&mut once, &next)]));
+    }
+
+    #[test]
+    fn bytes_read_per_step_count_weights_once_and_the_window_of_keys() {
+        let shape = tiny();
+        let model = Model::synthetic(&shape, DType::F32, &Device::Cpu).unwrap();
+        // Q8_0 on CPU: 34 bytes per 32 weights; rows are 256 wide already except the 128-wide
+        // attention output (q heads × head size), padded to 256 where the tiled kernel runs.
+        let q8 = |rows: usize, k: usize| rows * q8_row_width(k) / 32 * 34;
+        let per_layer = q8(128, 256) + 2 * q8(64, 256) + q8(256, 128) + 2 * q8(512, 256) + q8(256, 512);
+        let norms = 4 * (4 * 256 + 2 * 64);
+        let head = q8(512, 256) + 4 * 256;
+        assert_eq!(model.weight_bytes(), 2 * (per_layer + norms) + head);
+        // Keys and values, f32, one kv head of 64: the windowed layer reads at most 48 positions.
+        let per_pos = 2 * 64 * 4;
+        assert_eq!(model.kv_bytes_read(10), 2 * 10 * per_pos);
+        assert_eq!(model.kv_bytes_read(100), (48 + 100) * per_pos);
+    }
 }
