@@ -11,7 +11,6 @@ pub mod openai;
 pub mod operator;
 pub mod pool;
 pub mod prefix;
-pub mod q8gemm;
 pub mod sampling;
 pub mod template;
 
