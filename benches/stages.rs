@@ -180,6 +180,7 @@ fn llama_server() -> Option<(std::process::Child, String, PathBuf)> {
     let gguf = xinstruct::models::ensure("gemma-3-270m").ok()?.join("model.gguf");
     let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
     let log = std::env::temp_dir().join(format!("xinst-bench-llama-{port}.log"));
+    let log_file = std::fs::File::create(&log).ok()?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
     let child = std::process::Command::new(python)
         .args(["-m", "llama_cpp.server", "--model"])
@@ -194,9 +195,14 @@ fn llama_server() -> Option<(std::process::Child, String, PathBuf)> {
             "--n_ctx",
             "4096",
         ])
-        .args(["--cache", "true", "--verbose", "true"])
-        .stdout(std::fs::File::create(&log).ok()?)
-        .stderr(std::fs::File::create(&log).ok()?)
+        // The prompt cache's size is counted in llama.cpp state bytes (~10 MB a prompt here),
+        // but each saved state also copies the whole logits buffer (`_scores`: n_batch 512 ×
+        // Gemma 3's 262,144 floats, ~540 MB): with the default 2 GiB the server grew to 24 GB
+        // and the OOM killer ended it after ~40 prompts (2026-12-03). 64 MiB keeps ~6 states.
+        .args(["--cache", "true", "--cache_size", "67108864", "--verbose", "true"])
+        // One file description for both streams (two `File::create`s would overwrite each other).
+        .stdout(log_file.try_clone().ok()?)
+        .stderr(log_file)
         .spawn()
         .ok()?;
     let started = Instant::now();

@@ -677,6 +677,19 @@ mod operator {
     }
 }
 
+/// The synthetic-weights bench's gemma3-270m (`--synthetic`) has the bundled GGUF's shape: as
+/// many parameters as the GGUF has tensor elements (the larger shapes are checked against
+/// published counts in model.rs).
+#[test]
+fn synthetic_gemma3_270m_has_the_bundled_ggufs_parameter_count() {
+    use candle_core::quantized::gguf_file;
+    let src = xinstruct::models::ensure("gemma-3-270m").unwrap();
+    let ct = gguf_file::Content::read(&mut std::fs::File::open(src.join("model.gguf")).unwrap()).unwrap();
+    let elements: usize = ct.tensor_infos.values().map(|t| t.shape.elem_count()).sum();
+    let shape = xinstruct_operators::generate::model::synthetic_shape("gemma3-270m").unwrap();
+    assert_eq!(shape.parameters(), elements);
+}
+
 /// A Hugging Face gemma3 snapshot built from the GGUF's own weights (dequantized to f32, names
 /// mapped, norms back to HF's `w` from GGUF's `1 + w`) loads through the safetensors path and
 /// continues the prompt like the GGUF does (the first tokens; the GGUF path quantizes).

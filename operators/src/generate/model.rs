@@ -970,7 +970,8 @@ mod tests {
     #[test]
     fn synthetic_shapes_have_the_published_parameter_counts() {
         // keras-hub's Gemma 3 presets ("params"); gemma3-270m is checked against the bundled
-        // GGUF's tensors in tests/it/generate.rs.
+        // GGUF's tensors in tests/it/generate.rs
+        // (synthetic_gemma3_270m_has_the_bundled_ggufs_parameter_count).
         assert_eq!(synthetic_shape("gemma3-1b").unwrap().parameters(), 999_885_952);
         assert_eq!(synthetic_shape("gemma3-4b").unwrap().parameters(), 3_880_099_328);
         assert!(synthetic_shape("gemma3-2b").is_none());
