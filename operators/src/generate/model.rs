@@ -13,6 +13,7 @@ use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::path::Path;
 use std::sync::Arc;
+use xinstruct_kernels::q8gemm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
@@ -137,8 +138,8 @@ struct Lin {
 
 enum Kernel {
     Candle(QMatMul),
-    /// Q8_0 on an AVX2 CPU without VNNI ([`xinstruct_kernels::q8gemm`]).
-    Q8(xinstruct_kernels::q8gemm::Q8Matrix),
+    /// Q8_0 on an AVX2 CPU without VNNI ([`q8gemm`]).
+    Q8(q8gemm::Q8Matrix),
 }
 
 impl Lin {
@@ -867,7 +868,7 @@ impl Model {
 /// for reproducible datasets).
 ///
 /// On an AVX2 CPU without VNNI, where candle has no tiled Q8_0 kernel, Q8_0 matrices go to
-/// [`xinstruct_kernels::q8gemm`] instead: the same bits as candle's product, register-blocked.
+/// [`q8gemm`] instead: the same bits as candle's product, register-blocked.
 fn fast_qmatmul(q: QTensor, device: &Device, batch_invariant: bool) -> Result<Lin> {
     use candle_core::quantized::GgmlDType as G;
     let (n, k) = q.shape().dims2()?;
@@ -885,8 +886,8 @@ fn fast_qmatmul(q: QTensor, device: &Device, batch_invariant: bool) -> Result<Li
     } else {
         (q, k)
     };
-    if cpu && !tiles && q.dtype() == G::Q8_0 && xinstruct_kernels::q8gemm::available() {
-        if let Some(m) = xinstruct_kernels::q8gemm::Q8Matrix::from_q8_0(&q.data()?, n, k_pad) {
+    if cpu && !tiles && q.dtype() == G::Q8_0 && q8gemm::available() {
+        if let Some(m) = q8gemm::Q8Matrix::from_q8_0(&q.data()?, n, k_pad) {
             return Ok(Lin { mm: Kernel::Q8(m), k, k_pad });
         }
     }
