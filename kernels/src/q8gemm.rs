@@ -23,6 +23,12 @@ const RM: usize = 4;
 const RN: usize = 2;
 /// Weight rows per parallel task (their blocks stay in L2 while the activation rows pass).
 const CHUNK: usize = 64;
+/// How far ahead of each weight load (bytes) the kernel asks for the weights it will read next.
+/// At batch 1 the product streams the weights once and the CPU's own prefetcher left it at 11 of
+/// the 26 GB/s two cores read here (a sum over a 300 MB buffer): with 2 KiB ahead a Gemma-3-270M
+/// decode step's products take 17.5 ms, not 25.7 (512 B: 22.7, 1 KiB: 20.6, 4 KiB: 18.1).
+/// A prefetch never faults, so running past the end of the matrix is harmless.
+const PREFETCH: usize = 2048;
 
 /// Whether this CPU runs the kernel (AVX2 and FMA).
 pub fn available() -> bool {
@@ -146,9 +152,11 @@ impl Q8Matrix {
             for c in 0..N {
                 let row = j + c;
                 // SAFETY: row < n and b < blocks: 32 bytes inside `qs`.
-                w[c] = unsafe {
-                    _mm256_loadu_si256(self.qs.as_ptr().add((row * blocks + b) * QK) as *const __m256i)
-                };
+                let at = unsafe { self.qs.as_ptr().add((row * blocks + b) * QK) };
+                // SAFETY: a prefetch is a hint; `wrapping_add` keeps the address computation
+                // defined past the end.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH) as *const i8) };
+                w[c] = unsafe { _mm256_loadu_si256(at as *const __m256i) };
                 aw[c] = _mm256_sign_epi8(w[c], w[c]);
                 dw[c] = self.d[row * blocks + b];
             }
