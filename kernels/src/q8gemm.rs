@@ -153,9 +153,8 @@ impl Q8Matrix {
                 let row = j + c;
                 // SAFETY: row < n and b < blocks: 32 bytes inside `qs`.
                 let at = unsafe { self.qs.as_ptr().add((row * blocks + b) * QK) };
-                // SAFETY: a prefetch is a hint; `wrapping_add` keeps the address computation
-                // defined past the end.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH) as *const i8) };
+                // A hint that never faults; `wrapping_add` keeps the address defined past the end.
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH) as *const i8);
                 w[c] = unsafe { _mm256_loadu_si256(at as *const __m256i) };
                 aw[c] = _mm256_sign_epi8(w[c], w[c]);
                 dw[c] = self.d[row * blocks + b];
